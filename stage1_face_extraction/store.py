@@ -1,0 +1,551 @@
+"""Face shards (the stage-1 -> stage-2 contract) and the per-clip manifest.
+
+Face shards (see ``SCHEMA.md`` beside this file)
+-----------------------------------------------
+``<root>/shard-00000.tar`` ...: uncompressed USTAR tars of JPEG crops, members
+``<utt_id>/<k:04d>.jpg`` (k = 0..n-1 in frame order), at most ``utts_per_shard`` utterances each,
+utterances sorted by id inside a shard. Bytes are reproducible: mtime 0, uid/gid 0, empty user and
+group names, mode 0644, fixed OpenCV JPEG settings (quality, baseline, no optimisation, 4:2:0).
+
+``<root>/index.jsonl``: one line per stored utterance, sorted by (shard, utt_id)::
+
+    {"utt_id": "dia0_utt0", "shard": "shard-00000.tar", "n": 42, "height": 160, "width": 160,
+     "offsets": [512, ...], "sizes": [10811, ...]}
+
+``offsets``/``sizes`` locate each JPEG's bytes inside the tar, so a reader seeks straight to them.
+
+Crash safety and resume: a shard is written to ``shard-XXXXX.tar.tmp`` then ``os.replace``-d; the
+index is rewritten the same way right after. A shard is *finished* iff its utterances are in
+``index.jsonl`` (the completion marker). A killed run leaves at worst a ``.tmp`` file or a tar that
+the index does not list; a new writer deletes the ``.tmp`` files, treats every utterance in the index
+as done (``utt_id in writer`` -> skip the work) and rewrites unfinished shards under the same names.
+One writer per root at a time.
+
+Manifest
+--------
+``manifest.jsonl``: one JSON object per clip (schema in ``SCHEMA.md``), keys in a fixed order,
+floats rounded to 4 decimals, records sorted by utt_id, so a rerun gives identical bytes. Wall
+times vary from run to run, so ``timings`` are split off into a sidecar ``timings.jsonl`` (same
+order, ``{"utt_id", "clip", "timings"}``) that determinism checks simply ignore.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import re
+import tarfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+INDEX_NAME = "index.jsonl"
+SHARD_FMT = "shard-{:05d}.tar"
+_SHARD_RE = re.compile(r"^shard-(\d{5,})\.tar$")
+_UTT_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+STATUSES = ("ok", "no_face", "no_speaker", "no_audio", "decode_error", "missing")
+TOP_KEYS = ("clip", "utt_id", "status", "fps", "n_frames", "frames", "tracks")
+FRAME_KEYS = ("frame", "t", "box", "det_score", "speaking", "track")
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
+    """(H, W, 3) uint8 RGB -> baseline JPEG bytes with fixed settings (reproducible)."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"need (H, W, 3) uint8 RGB, got {rgb.dtype} {rgb.shape}")
+    params = [
+        cv2.IMWRITE_JPEG_QUALITY, int(quality),
+        cv2.IMWRITE_JPEG_OPTIMIZE, 0,
+        cv2.IMWRITE_JPEG_PROGRESSIVE, 0,
+    ]  # fmt: skip
+    if hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR"):
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), params)
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes -> (H, W, 3) uint8 RGB."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("corrupt JPEG")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def check_utt_id(utt_id: str) -> str:
+    if not isinstance(utt_id, str) or not _UTT_RE.match(utt_id) or utt_id in (".", ".."):
+        raise ValueError(f"utt_id must match {_UTT_RE.pattern} (used as a tar folder), got {utt_id!r}")
+    return utt_id
+
+
+def _read_index(root: Path) -> dict[str, dict]:
+    path = root / INDEX_NAME
+    out: dict[str, dict] = {}
+    if not path.is_file():
+        return out
+    with path.open("r", encoding="utf-8") as fh:
+        for ln, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if rec["utt_id"] in out:
+                raise ValueError(f"{path}:{ln}: duplicate utt_id {rec['utt_id']!r}")
+            out[rec["utt_id"]] = rec
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# shards
+
+
+class FaceShardWriter:
+    """Write face crops into tar shards of at most ``utts_per_shard`` utterances.
+
+    Grouping: without ``plan`` utterances go into shards in the order they are added (shard k holds
+    the k-th group); with ``plan`` (every utt_id of the run, in a fixed order) utterance ``plan[i]``
+    goes to shard ``i // utts_per_shard`` and a shard is written once all its planned utterances
+    were added, so parallel workers finishing in any order still give identical shards. Add planned
+    utterances that yielded no face with an empty crop list. ``close()`` writes what is left.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        utts_per_shard: int = 100,
+        jpeg_quality: int = 95,
+        plan: Sequence[str] | None = None,
+    ) -> None:
+        if utts_per_shard < 1:
+            raise ValueError("utts_per_shard must be >= 1")
+        if not 1 <= jpeg_quality <= 100:
+            raise ValueError("jpeg_quality must be in [1, 100]")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.utts_per_shard = int(utts_per_shard)
+        self.jpeg_quality = int(jpeg_quality)
+        for tmp in self.root.glob("*.tmp"):  # leftovers of a killed run
+            logger.info("removing leftover %s", tmp)
+            tmp.unlink()
+        self._index = _read_index(self.root)
+        done_ids = [int(_SHARD_RE.match(r["shard"]).group(1)) for r in self._index.values()]
+        self._next_id = max(done_ids) + 1 if done_ids else 0
+        self._plan: dict[str, int] | None = None
+        if plan is not None:
+            self._plan = {}
+            for i, u in enumerate(plan):
+                if check_utt_id(u) in self._plan:
+                    raise ValueError(f"duplicate utt_id {u!r} in plan")
+                self._plan[u] = i // self.utts_per_shard
+            self._planned: dict[int, set[str]] = {}
+            for u, k in self._plan.items():
+                self._planned.setdefault(k, set()).add(u)
+        self._pending: dict[int, dict[str, tuple[list[bytes], int, int]]] = {}
+        self._closed = False
+        if self._index:
+            logger.info("%s: resuming, %d utterances already stored", self.root, len(self._index))
+
+    # -- queries -------------------------------------------------------------------------------
+    def __contains__(self, utt_id: object) -> bool:
+        """True when ``utt_id`` is in a finished shard (its work can be skipped)."""
+        return utt_id in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def shard_names(self) -> list[str]:
+        return sorted({r["shard"] for r in self._index.values()})
+
+    # -- writing -------------------------------------------------------------------------------
+    def add(self, utt_id: str, crops: np.ndarray | Sequence[np.ndarray]) -> dict:
+        """Queue the crops ((N, H, W, 3) uint8 RGB, N may be 0) of one utterance.
+
+        Returns the utterance's record ``{"utt_id", "shard", "n", "height", "width", "members"}``;
+        an utterance that is already in a finished shard is not written again (its stored record is
+        returned).
+        """
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        check_utt_id(utt_id)
+        if utt_id in self._index:
+            logger.debug("%s already stored in %s: skipped", utt_id, self._index[utt_id]["shard"])
+            return self._public(self._index[utt_id])
+        if self._plan is not None:
+            if utt_id not in self._plan:
+                raise ValueError(f"utt_id {utt_id!r} is not in the writer's plan")
+            shard_id = self._plan[utt_id]
+        else:
+            shard_id = self._next_id
+        group = self._pending.setdefault(shard_id, {})
+        if utt_id in group:
+            raise ValueError(f"utt_id {utt_id!r} added twice")
+        arrs = [np.asarray(c) for c in crops]
+        if isinstance(crops, np.ndarray) and crops.ndim == 4:
+            height, width = int(crops.shape[1]), int(crops.shape[2])
+        else:
+            height, width = (int(arrs[0].shape[0]), int(arrs[0].shape[1])) if arrs else (0, 0)
+        for a in arrs:
+            if a.shape != (height, width, 3) or a.dtype != np.uint8:
+                raise ValueError(
+                    f"{utt_id}: crops must all be ({height}, {width}, 3) uint8, got {a.dtype} {a.shape}"
+                )
+        jpegs = [encode_jpeg(a, self.jpeg_quality) for a in arrs]
+        group[utt_id] = (jpegs, height, width)
+        record = {
+            "utt_id": utt_id,
+            "shard": SHARD_FMT.format(shard_id),
+            "n": len(jpegs),
+            "height": height,
+            "width": width,
+            "members": [f"{utt_id}/{k:04d}.jpg" for k in range(len(jpegs))],
+        }
+        if self._plan is not None:
+            if len(group) == len(self._planned[shard_id]):  # shards are all-or-nothing
+                self._flush(shard_id)
+        elif len(group) >= self.utts_per_shard:
+            self._flush(shard_id)
+            self._next_id = shard_id + 1
+        return record
+
+    def _flush(self, shard_id: int) -> None:
+        group = self._pending.pop(shard_id, {})
+        if not group:
+            return
+        name = SHARD_FMT.format(shard_id)
+        path = self.root / name
+        tmp = path.with_name(name + ".tmp")
+        with open(tmp, "wb") as fh:
+            with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for utt_id in sorted(group):
+                    for k, data in enumerate(group[utt_id][0]):
+                        info = tarfile.TarInfo(f"{utt_id}/{k:04d}.jpg")
+                        info.size = len(data)
+                        info.mtime = 0
+                        info.mode = 0o644
+                        info.uid = info.gid = 0
+                        info.uname = info.gname = ""
+                        info.type = tarfile.REGTYPE
+                        tar.addfile(info, io.BytesIO(data))
+            fh.flush()
+            os.fsync(fh.fileno())
+        # locate each member's bytes (read back the headers we just wrote)
+        where: dict[str, tuple[int, int]] = {}
+        with tarfile.open(tmp, mode="r:") as tar:
+            for m in tar.getmembers():
+                where[m.name] = (m.offset_data, m.size)
+        os.replace(tmp, path)
+        for utt_id in sorted(group):
+            jpegs, height, width = group[utt_id]
+            spans = [where[f"{utt_id}/{k:04d}.jpg"] for k in range(len(jpegs))]
+            self._index[utt_id] = {
+                "utt_id": utt_id,
+                "shard": name,
+                "n": len(jpegs),
+                "height": height,
+                "width": width,
+                "offsets": [s[0] for s in spans],
+                "sizes": [s[1] for s in spans],
+            }
+        self._write_index()
+        logger.info("wrote %s (%d utterances)", path, len(group))
+
+    def _write_index(self) -> None:
+        recs = sorted(self._index.values(), key=lambda r: (r["shard"], r["utt_id"]))
+        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in recs)
+        _atomic_write_bytes(self.root / INDEX_NAME, lines.encode("utf-8"))
+
+    @staticmethod
+    def _public(rec: dict) -> dict:
+        return {
+            "utt_id": rec["utt_id"],
+            "shard": rec["shard"],
+            "n": rec["n"],
+            "height": rec["height"],
+            "width": rec["width"],
+            "members": [f"{rec['utt_id']}/{k:04d}.jpg" for k in range(rec["n"])],
+        }
+
+    def close(self) -> None:
+        """Write the shards still pending (a partial last group, unfinished planned shards)."""
+        if self._closed:
+            return
+        for shard_id in sorted(self._pending):
+            self._flush(shard_id)
+        if not (self.root / INDEX_NAME).exists():
+            self._write_index()  # an empty run still leaves a (empty) index
+        self._closed = True
+
+    def __enter__(self) -> FaceShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        # on an exception pending shards are dropped: a rerun redoes them
+
+
+class FaceShardReader:
+    """Random access to the face crops of a shard folder (used by stage 2)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not (self.root / INDEX_NAME).is_file():
+            raise FileNotFoundError(f"no {INDEX_NAME} in {self.root} (not a face-shard folder?)")
+        self._index = _read_index(self.root)
+        self._ids = sorted(self._index)
+
+    def utt_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def __contains__(self, utt_id: object) -> bool:
+        return utt_id in self._index
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def record(self, utt_id: str) -> dict:
+        """The index entry of ``utt_id`` (KeyError when absent)."""
+        if utt_id not in self._index:
+            raise KeyError(f"{utt_id!r} not in {self.root / INDEX_NAME}")
+        return self._index[utt_id]
+
+    def num_frames(self, utt_id: str) -> int:
+        return int(self.record(utt_id)["n"])
+
+    def read_bytes(self, utt_id: str, indices: Sequence[int] | None = None) -> list[bytes]:
+        """Raw JPEG bytes of the frames ``indices`` (default all) of ``utt_id``."""
+        rec = self.record(utt_id)
+        idx = range(rec["n"]) if indices is None else [int(i) for i in indices]
+        out = []
+        if not idx:
+            return out
+        with open(self.root / rec["shard"], "rb") as fh:
+            for i in idx:
+                if not 0 <= i < rec["n"]:
+                    raise IndexError(f"{utt_id}: frame {i} out of range 0..{rec['n'] - 1}")
+                fh.seek(rec["offsets"][i])
+                data = fh.read(rec["sizes"][i])
+                if len(data) != rec["sizes"][i]:
+                    raise OSError(f"{rec['shard']} is truncated ({utt_id} frame {i})")
+                out.append(data)
+        return out
+
+    def read(self, utt_id: str, indices: Sequence[int] | None = None) -> np.ndarray:
+        """Decoded crops of ``utt_id`` -> (N, H, W, 3) uint8 RGB (N = 0 for a face-less utterance)."""
+        rec = self.record(utt_id)
+        frames = [decode_jpeg(b) for b in self.read_bytes(utt_id, indices)]
+        if not frames:
+            return np.zeros((0, rec["height"], rec["width"], 3), np.uint8)
+        return np.stack(frames)
+
+
+# ----------------------------------------------------------------------------------------------
+# manifest
+
+
+def _plain(x: Any, ndigits: int) -> Any:
+    """JSON-safe copy: numpy -> python, floats rounded, NaN/inf -> None, dict keys ordered."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v, ndigits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v, ndigits) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_plain(v, ndigits) for v in x.tolist()]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        f = float(x)
+        if not math.isfinite(f):
+            return None
+        r = round(f, ndigits)
+        return 0.0 if r == 0 else r  # no "-0.0"
+    if x is None or isinstance(x, str):
+        return x
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot store {type(x).__name__} in the manifest")
+
+
+def _sorted_deep(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _sorted_deep(x[k]) for k in sorted(x)}
+    if isinstance(x, list):
+        return [_sorted_deep(v) for v in x]
+    return x
+
+
+def _ordered(d: dict, first: Sequence[str]) -> dict:
+    """Keys in ``first`` (in that order) first, then the rest sorted; nested dicts sorted."""
+    out = {k: _sorted_deep(d[k]) for k in first if k in d}
+    for k in sorted(d):
+        if k not in out:
+            out[k] = _sorted_deep(d[k])
+    return out
+
+
+def validate_record(rec: dict) -> None:
+    """Raise ValueError when a manifest record breaks the schema (see SCHEMA.md)."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"manifest record must be a dict, got {type(rec).__name__}")
+    for k in ("clip", "utt_id", "status"):
+        if k not in rec:
+            raise ValueError(f"manifest record lacks {k!r}: {sorted(rec)}")
+    if rec["status"] not in STATUSES:
+        raise ValueError(f"{rec['utt_id']}: unknown status {rec['status']!r}; valid: {', '.join(STATUSES)}")
+    if "n_frames" in rec and (not isinstance(rec["n_frames"], (int, np.integer)) or rec["n_frames"] < 0):
+        raise ValueError(f"{rec['utt_id']}: n_frames must be an int >= 0, got {rec['n_frames']!r}")
+    frames = rec.get("frames", [])
+    if not isinstance(frames, (list, tuple)):
+        raise ValueError(f"{rec['utt_id']}: frames must be a list")
+    for f in frames:
+        if not isinstance(f, dict) or "frame" not in f:
+            raise ValueError(f"{rec['utt_id']}: every frames[] entry needs a 'frame' index")
+
+
+def canonical_record(rec: dict, ndigits: int = 4) -> dict:
+    """Validated, JSON-safe, fixed-key-order copy of a record WITHOUT ``timings``."""
+    validate_record(rec)
+    body = {k: v for k, v in rec.items() if k != "timings"}
+    plain = _plain(body, ndigits)
+    out = _ordered(plain, TOP_KEYS)
+    if "frames" in out:
+        out["frames"] = [_ordered(f, FRAME_KEYS) for f in out["frames"]]
+    return out
+
+
+def _dump(obj: dict) -> str:
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+
+
+def write_manifest(
+    path: str | Path,
+    records: Iterable[dict],
+    timings_path: str | Path | None = "auto",
+    ndigits: int = 4,
+    sort: bool = True,
+) -> Path:
+    """Write ``manifest.jsonl`` atomically (deterministic bytes, see module docstring).
+
+    timings_path: "auto" -> ``timings.jsonl`` beside ``path``; None -> timings are dropped.
+    Returns the manifest path.
+    """
+    path = Path(path)
+    recs = list(records)
+    for r in recs:
+        validate_record(r)
+    if sort:
+        recs = sorted(recs, key=lambda r: (str(r["utt_id"]), str(r["clip"])))
+    lines = [_dump(canonical_record(r, ndigits)) + "\n" for r in recs]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(path, "".join(lines).encode("utf-8"))
+    if timings_path is not None:
+        tpath = path.with_name("timings.jsonl") if timings_path == "auto" else Path(timings_path)
+        tlines = [
+            _dump({"utt_id": r["utt_id"], "clip": str(r["clip"]), "timings": _plain(r["timings"], ndigits)}) + "\n"
+            for r in recs
+            if "timings" in r
+        ]
+        _atomic_write_bytes(tpath, "".join(tlines).encode("utf-8"))
+    return path
+
+
+def read_manifest(
+    path: str | Path, with_timings: bool = False, timings_path: str | Path | None = "auto"
+) -> list[dict]:
+    """Records of a manifest (validated); ``with_timings`` merges ``timings`` back from the sidecar."""
+    path = Path(path)
+    recs: list[dict] = []
+    with path.open("r", encoding="utf-8") as fh:
+        for ln, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{ln}: bad JSON ({e})") from None
+            validate_record(rec)
+            recs.append(rec)
+    if with_timings:
+        tpath = path.with_name("timings.jsonl") if timings_path == "auto" else Path(timings_path or "")
+        if tpath.is_file():
+            times: dict[tuple[str, str], dict] = {}
+            with tpath.open("r", encoding="utf-8") as fh:
+                for line in fh:
+                    if line.strip():
+                        t = json.loads(line)
+                        times[(t["utt_id"], t["clip"])] = t["timings"]
+            for r in recs:
+                if (r["utt_id"], r["clip"]) in times:
+                    r["timings"] = times[(r["utt_id"], r["clip"])]
+    return recs
+
+
+# ----------------------------------------------------------------------------------------------
+# contact sheet
+
+
+def contact_sheet(
+    crops: np.ndarray | Sequence[np.ndarray],
+    cols: int = 8,
+    labels: Sequence[int | str] | None = None,
+    pad: int = 2,
+) -> np.ndarray:
+    """Grid of crops (N, H, W, 3) uint8 with a label (default: the index) on each tile -> (h, w, 3).
+
+    Pass the source frame numbers as ``labels`` for the CLI's per-clip PNG (RGB in, RGB out).
+    """
+    crops = [np.asarray(c) for c in crops]
+    if not crops:
+        tile = np.zeros((64, 160, 3), np.uint8)
+        cv2.putText(tile, "no faces", (8, 38), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
+        return tile
+    if labels is not None and len(labels) != len(crops):
+        raise ValueError(f"{len(labels)} labels for {len(crops)} crops")
+    h, w = crops[0].shape[:2]
+    cols = max(1, min(int(cols), len(crops)))
+    rows = -(-len(crops) // cols)
+    sheet = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), np.uint8)
+    scale = max(0.3, min(h, w) / 320.0)
+    thick = max(1, int(round(scale * 2)))
+    for i, c in enumerate(crops):
+        if c.shape[:2] != (h, w):
+            c = cv2.resize(c, (w, h), interpolation=cv2.INTER_AREA)
+        if c.ndim == 2:
+            c = np.repeat(c[..., None], 3, axis=2)
+        tile = np.ascontiguousarray(c[..., :3].astype(np.uint8))
+        text = str(labels[i] if labels is not None else i)
+        org = (3, int(14 * scale / 0.5) + 2)
+        cv2.putText(tile, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(tile, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 0), thick, cv2.LINE_AA)
+        r, q = divmod(i, cols)
+        y0, x0 = pad + r * (h + pad), pad + q * (w + pad)
+        sheet[y0 : y0 + h, x0 : x0 + w] = tile
+    return sheet
