@@ -1,0 +1,90 @@
+"""``facialmmt-faces``: the speaker's face sequence of any video.
+
+    facialmmt-faces VIDEO... --out DIR [--speaker NAME] [--preview] [--params params.yaml]
+
+Writes, in DIR: face shards + ``index.jsonl`` (read them with
+``stage1_face_extraction.store.FaceShardReader``), ``manifest.jsonl`` (one record per video, see
+``stage1_face_extraction/SCHEMA.md``), ``timings.jsonl``, one contact-sheet PNG per video
+(``<name>.faces.png``: the chosen faces in order, labelled with source frame numbers) and, with
+``--preview``, ``<name>.preview.mp4`` (every track boxed, the speaker highlighted, the speaking
+score drawn). Exit status 0 even when some videos fail (their manifest status says why: missing,
+decode_error, no_face, no_speaker, no_audio); 2 for bad arguments or a bad params file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from stage1_face_extraction.params import ConfigError, load_params, from_dict
+from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+from stage1_face_extraction.stages._common import atomic_write_bytes, setup_logging
+from stage1_face_extraction.store import FaceShardWriter, contact_sheet, write_manifest
+
+log = logging.getLogger("facialmmt.faces")
+
+
+def video_key(path: Path, taken: set[str]) -> str:
+    """A shard-safe, unique key for a video file name (``dia0_utt0.mp4`` -> ``dia0_utt0``)."""
+    base = re.sub(r"[^A-Za-z0-9_.\-]", "_", path.stem) or "video"
+    key, k = base, 1
+    while key in taken:
+        k += 1
+        key = f"{base}-{k}"
+    taken.add(key)
+    return key
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="facialmmt-faces", description=__doc__.split("\n\n")[0])
+    ap.add_argument("videos", nargs="+", type=Path, help="video files")
+    ap.add_argument("--out", required=True, type=Path, help="output folder")
+    ap.add_argument("--speaker", help="name of the expected speaker (recorded in the manifest)")
+    ap.add_argument("--preview", action="store_true", help="also write an annotated MP4 per video")
+    ap.add_argument("--params", type=Path, help="params.yaml whose `stage1` section to use (default: built-in defaults)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        section = load_params(args.params).get("stage1", {}) if args.params else {}
+        cfg = from_dict(Stage1Config, section, "stage1")
+    except (ConfigError, ValueError, TypeError) as exc:
+        log.error("%s", exc)
+        return 2
+    if args.out.exists() and not args.out.is_dir():
+        log.error("--out %s exists and is not a folder", args.out)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    pipe = FacePipeline(cfg)
+    taken: set[str] = set()
+    keys = [video_key(v, taken) for v in args.videos]
+    records = []
+    with FaceShardWriter(args.out, utts_per_shard=cfg.utts_per_shard, jpeg_quality=cfg.jpeg_quality, plan=sorted(keys)) as writer:
+        for video, key in tqdm(list(zip(args.videos, keys)), desc="videos", unit="clip", disable=args.quiet):
+            res = pipe.process(video, utt_id=key, speaker=args.speaker, clip=str(video))
+            writer.add(key, res.crops)
+            records.append(res.record)
+            sheet = contact_sheet(res.crops, cols=10, labels=[f["frame"] for f in res.record["frames"]])
+            ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+            atomic_write_bytes(args.out / f"{key}.faces.png", png.tobytes())
+            if args.preview and res.record["status"] not in ("missing", "decode_error"):
+                from stage1_face_extraction.preview import write_preview
+
+                write_preview(video, res, args.out / f"{key}.preview.mp4")
+            log.info("%s: %s, %d faces", video, res.record["status"], len(res.record["frames"]))
+    write_manifest(args.out / "manifest.jsonl", records)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
