@@ -263,3 +263,14 @@ def test_scrfd_detector_runs_an_onnx_graph(tmp_path):
     # 64x32 fits at scale 1; boxes are clipped to the frame
     np.testing.assert_allclose(out[1].boxes[0], [16, 8, 40, 32], atol=1e-3)
     assert out[1].boxes[:, 3].max() <= 32
+
+
+def test_mtcnn_roi_align_crops_agree_with_opencv_crops():
+    # the accelerator path cuts R/O-Net crops with roi_align: check it on the CPU
+    img = cv2.resize(_t1(), (640, 442), interpolation=cv2.INTER_AREA)
+    det = create_detector("mtcnn", device="cpu")
+    ref = det.detect_one(img)
+    det._cascade.crop_backend = "roi_align"
+    got = det.detect_one(img)
+    assert len(got) == len(ref) == 6
+    assert (iou_matrix(got.boxes, ref.boxes).max(axis=1) > 0.8).all()

@@ -4,8 +4,9 @@ The P/R/O-Net weights ship inside facenet-pytorch (``facenet_pytorch/data/{p,r,o
 this works offline. Two engines run the same three-stage cascade with those weights:
 
 * ``engine="fast"`` (default): this module's batched cascade. Candidate crops for R-Net and
-  O-Net are cut for the whole batch in one ``torchvision.ops.roi_align`` call (facenet-pytorch
-  resizes each crop separately), the networks run in channels-last memory layout, and NMS is
+  O-Net are area-resized with OpenCV from the uint8 frames on the CPU (one
+  ``torchvision.ops.roi_align`` call on a GPU) instead of one torch interpolate call per crop,
+  R/O-Net run in channels-last memory layout (2-3x faster convolutions on CPU), and NMS is
   torchvision's batched NMS. Boxes agree with facenet-pytorch's to within a few pixels.
 * ``engine="facenet"``: ``facenet_pytorch.MTCNN(keep_all=True).detect(batch, landmarks=True)``,
   the reference implementation (slower on busy frames).
@@ -26,6 +27,7 @@ import logging
 import os
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -90,6 +92,28 @@ def _nms_min(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndar
     return np.asarray(keep, np.int64)
 
 
+def _cv2_crops(images: np.ndarray, boxes: np.ndarray, bidx: np.ndarray, size: int) -> np.ndarray:
+    """(B, H, W, 3) uint8 frames, (K, 4) boxes of frames ``bidx`` -> (K, size, size, 3) uint8
+    area-resized crops; box parts outside the frame are black."""
+    H, W = images.shape[1:3]
+    out = np.zeros((len(boxes), size, size, 3), np.uint8)
+    ib = np.round(boxes).astype(np.int64)
+    for k in range(len(ib)):
+        x1, y1, x2, y2 = ib[k]
+        if x2 <= x1 or y2 <= y1:
+            continue
+        cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, W), min(y2, H)
+        if cx2 <= cx1 or cy2 <= cy1:
+            continue
+        patch = images[bidx[k], cy1:cy2, cx1:cx2]
+        if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+            patch = cv2.copyMakeBorder(
+                patch, cy1 - y1, y2 - cy2, cx1 - x1, x2 - cx2, cv2.BORDER_CONSTANT, value=(0, 0, 0)
+            )
+        out[k] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
 class MTCNNCascade:
     """Batched MTCNN cascade on facenet-pytorch's nets (see module doc)."""
 
@@ -102,13 +126,18 @@ class MTCNNCascade:
         device: str = "cpu",
         channels_last: bool = True,
         chunk: int = 512,
+        crop_backend: str = "auto",
     ) -> None:
+        if crop_backend not in ("auto", "cv2", "roi_align"):
+            raise ValueError(f"crop_backend must be auto, cv2 or roi_align, got {crop_backend!r}")
         self.min_size = float(min_size)
         self.thresholds = [float(t) for t in thresholds]
         self.factor = float(factor)
         self.device = torch.device(device)
         self.channels_last = channels_last
         self.chunk = chunk
+        # 'auto': OpenCV crops from the uint8 frames on the CPU, roi_align on an accelerator
+        self.crop_backend = crop_backend
         self.pnet, self.rnet, self.onet = _load_nets(device)
         if channels_last:
             for net in (self.pnet, self.rnet, self.onet):
@@ -131,28 +160,39 @@ class MTCNNCascade:
         outs = [net(self._layout(x[i : i + self.chunk])) for i in range(0, len(x), self.chunk)]
         return tuple(torch.cat(parts) for parts in zip(*outs))
 
-    def _crops(self, images: torch.Tensor, boxes: torch.Tensor, bidx: torch.Tensor, size: int) -> torch.Tensor:
-        """(K, 3, size, size) normalised crops of ``boxes`` (outside the frame = black)."""
-        from torchvision.ops import roi_align
+    def _crops(self, x: torch.Tensor, images: np.ndarray, boxes: torch.Tensor, bidx: torch.Tensor, size: int) -> torch.Tensor:
+        """(K, 3, size, size) normalised crops of ``boxes`` (outside the frame = black).
 
-        rois = torch.cat([bidx[:, None].to(boxes.dtype), boxes], dim=1)
-        crops = roi_align(images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-        return (crops - 127.5) * 0.0078125
+        On the CPU each crop is cut from the uint8 frame and area-resized with OpenCV (as the
+        original MTCNN does; ~3x faster than roi_align with adaptive sampling); elsewhere one
+        ``roi_align`` call on the device does the whole batch.
+        """
+        backend = self.crop_backend
+        if backend == "auto":
+            backend = "cv2" if self.device.type == "cpu" else "roi_align"
+        if backend == "cv2":
+            crops = _cv2_crops(images, boxes.cpu().numpy(), bidx.cpu().numpy(), size)  # (K, size, size, 3)
+            out = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float()
+        else:
+            from torchvision.ops import roi_align
+
+            rois = torch.cat([bidx[:, None].to(boxes.dtype), boxes], dim=1)
+            out = roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        return (out - 127.5) * 0.0078125
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """images (B, H, W, 3) uint8 RGB -> per image (boxes (n, 4), scores (n,), landmarks (n, 5, 2))."""
         B, H, W = images.shape[:3]
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        x = x.permute(0, 3, 1, 2).float()  # (B, 3, H, W) in 0..255
-        x = self._layout(x)
+        x = x.permute(0, 3, 1, 2).float().contiguous()  # (B, 3, H, W) in 0..255, NCHW (pyramid)
         empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
         boxes, scores, bidx = self._stage1(x, H, W)
         if boxes.numel():
-            boxes, scores, bidx = self._stage2(x, boxes, bidx)
+            boxes, scores, bidx = self._stage2(x, images, boxes, bidx)
         if not boxes.numel():
             return [empty] * B
-        boxes, scores, bidx, lms = self._stage3(x, boxes, bidx)
+        boxes, scores, bidx, lms = self._stage3(x, images, boxes, bidx)
         boxes, scores, bidx, lms = (t.cpu().numpy() for t in (boxes, scores, bidx, lms))
         out = []
         for b in range(B):
@@ -192,18 +232,18 @@ class MTCNNCascade:
         boxes = _square(_regress(boxes[keep], reg[keep]))
         return boxes, scores[keep], bidx[keep]
 
-    def _stage2(self, x: torch.Tensor, boxes: torch.Tensor, bidx: torch.Tensor):
+    def _stage2(self, x: torch.Tensor, images: np.ndarray, boxes: torch.Tensor, bidx: torch.Tensor):
         from torchvision.ops import batched_nms
 
-        reg, prob = self._run(self.rnet, self._crops(x, boxes, bidx, 24))  # (K, 4), (K, 2)
+        reg, prob = self._run(self.rnet, self._crops(x, images, boxes, bidx, 24))  # (K, 4), (K, 2)
         ok = prob[:, 1] >= self.thresholds[1]
         boxes, scores, reg, bidx = boxes[ok], prob[ok, 1], reg[ok], bidx[ok]
         keep = batched_nms(boxes, scores, bidx, 0.7)
         boxes = _square(_regress(boxes[keep], reg[keep]))
         return boxes, scores[keep], bidx[keep]
 
-    def _stage3(self, x: torch.Tensor, boxes: torch.Tensor, bidx: torch.Tensor):
-        reg, lm, prob = self._run(self.onet, self._crops(x, boxes, bidx, 48))  # (K, 4), (K, 10), (K, 2)
+    def _stage3(self, x: torch.Tensor, images: np.ndarray, boxes: torch.Tensor, bidx: torch.Tensor):
+        reg, lm, prob = self._run(self.onet, self._crops(x, images, boxes, bidx, 48))  # (K, 4), (K, 10), (K, 2)
         ok = prob[:, 1] >= self.thresholds[2]
         boxes, scores, reg, lm, bidx = boxes[ok], prob[ok, 1], reg[ok], lm[ok], bidx[ok]
         wh = boxes[:, 2:] - boxes[:, :2]
