@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -62,18 +62,49 @@ def _safe_process(pipe: FacePipeline, job: ClipJob) -> ClipResult:
         return ClipResult(rec, np.zeros((0, size, size, 3), np.uint8))
 
 
-def run_jobs(
-    cfg: Stage1Config, jobs: Iterable[ClipJob], workers: int | None = None, on_result: Callable[[ClipJob, ClipResult], None] | None = None
-) -> Iterator[tuple[ClipJob, ClipResult]]:
+class ClipRunner:
+    """Process clips in order with ``workers`` processes (<= 1: in this process).
+
+    Use as a context manager so the pool (and the models each worker loaded) is reused for every
+    :meth:`map` call, e.g. one per split::
+
+        with ClipRunner(cfg) as runner:
+            for job, result in runner.map(jobs):
+                ...
+    """
+
+    def __init__(self, cfg: Stage1Config, workers: int | None = None) -> None:
+        self.cfg = cfg
+        self.workers = cfg.workers if workers is None else int(workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._pipe: FacePipeline | None = None
+
+    def __enter__(self) -> ClipRunner:
+        if self.workers > 1:
+            ctx = mp.get_context("spawn")  # torch + fork is unsafe; spawn costs one import per worker
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.cfg,)
+            )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def map(self, jobs: Iterable[ClipJob]) -> Iterator[tuple[ClipJob, ClipResult]]:
+        """Yield ``(job, result)`` in job order."""
+        jobs = list(jobs)
+        if self._pool is None:
+            if self._pipe is None:
+                self._pipe = FacePipeline(self.cfg)
+            for job in jobs:
+                yield job, _safe_process(self._pipe, job)
+            return
+        yield from zip(jobs, self._pool.map(_run, jobs, chunksize=1))
+
+
+def run_jobs(cfg: Stage1Config, jobs: Iterable[ClipJob], workers: int | None = None) -> Iterator[tuple[ClipJob, ClipResult]]:
     """Yield ``(job, result)`` in job order; ``workers`` <= 1 runs in this process."""
-    jobs = list(jobs)
-    workers = cfg.workers if workers is None else workers
-    if workers <= 1 or len(jobs) <= 1:
-        pipe = FacePipeline(cfg)
-        for job in jobs:
-            yield job, _safe_process(pipe, job)
-        return
-    ctx = mp.get_context("spawn")  # torch + fork is unsafe; spawn costs one import per worker
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg,)) as ex:
-        for job, res in zip(jobs, ex.map(_run, jobs, chunksize=1)):
-            yield job, res
+    with ClipRunner(cfg, workers) as runner:
+        yield from runner.map(jobs)

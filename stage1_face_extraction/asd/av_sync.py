@@ -22,8 +22,8 @@ Mouth motion peaks when the envelope changes (syllable onsets/offsets), not when
 ``|delta e|``; the small level term keeps "moves while there is sound" in the picture.
 
 Clip audio/video offset ``lag`` (one per clip, frames, |lag| <= max_lag_s * fps): the lag ``l``
-maximising ``sum_i T_i * max(0, pearson(m_i, s(tau_i + l / fps)))`` over whole tracks, with a
-tie-break toward 0.
+maximising ``sum_i T_i * mean(q_i) * max(0, pearson(m_i, s(tau_i + l / fps)))`` over whole
+tracks (still faces, whose motion is noise, get no vote), with a tie-break toward 0.
 
 Per track and frame, with W = window_s::
 
@@ -444,9 +444,12 @@ class AVSyncScorer(ActiveSpeakerScorer):
                 for t in times
             ]
             support = np.zeros(len(lags))
-            for m, s in zip(motion, speech):
+            for m, s, qi in zip(motion, speech, q):
+                # A still face's motion is noise: Pearson normalises it away, so weight each
+                # track's vote by how much its mouth moves (mean q) or listeners pick the lag.
                 if len(m) >= 3:
-                    support += len(m) * np.array([max(0.0, _pearson(m, s[j])) for j in range(len(lags))])
+                    w = len(m) * float(np.mean(qi))
+                    support += w * np.array([max(0.0, _pearson(m, s[j])) for j in range(len(lags))])
             support -= 1e-3 * np.abs(lags) * max(1.0, float(support.max()))  # prefer small lags on ties
             j_best = int(np.argmax(support))
             lag_s = float(lags[j_best] / fps)

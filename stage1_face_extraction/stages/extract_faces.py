@@ -26,8 +26,8 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from stage1_face_extraction.executors import ClipJob, run_jobs
-from stage1_face_extraction.meld import read_utterance_table
+from stage1_face_extraction.executors import ClipJob, ClipRunner
+from stage1_face_extraction.meld import MeldFormatError, read_utterance_table
 from stage1_face_extraction.params import ConfigError, load_section
 from stage1_face_extraction.pipeline import Stage1Config
 from stage1_face_extraction.stages._common import atomic_write_bytes, setup_logging
@@ -64,8 +64,9 @@ def write_contact_sheets(out: Path, records: dict[str, dict], limit: int) -> lis
     return written
 
 
-def extract_split(cfg: Stage1Config, rows, meld_root: Path, out: Path, split: str, workers: int | None = None) -> Counter:
+def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: str) -> Counter:
     """Process one split's utterances (a DataFrame slice) into ``out``; returns status counts."""
+    cfg = runner.cfg
     out.mkdir(parents=True, exist_ok=True)
     rows = rows.sort_values("utt_id")
     plan = rows["utt_id"].tolist()
@@ -83,7 +84,7 @@ def extract_split(cfg: Stage1Config, rows, meld_root: Path, out: Path, split: st
     if records:
         log.info("%s: resuming, %d of %d clips already done", split, len(records), len(plan))
     with open(journal_path, "a", encoding="utf-8") as jf, tqdm(total=len(plan), initial=len(records), desc=f"faces {split}", unit="clip") as bar:
-        for job, res in run_jobs(cfg, jobs, workers):
+        for job, res in runner.map(jobs):
             writer.add(job.utt_id, res.crops)
             rec = res.record
             jf.write(json.dumps(rec, default=float) + "\n")
@@ -114,13 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    table = read_utterance_table(args.utterances)
+    try:
+        table = read_utterance_table(args.utterances)
+    except (OSError, MeldFormatError) as exc:
+        log.error("cannot read the utterance table %s: %s", args.utterances, exc)
+        return 2
     out = Path(args.out)
     summary = {}
-    for split in args.splits or list(dict.fromkeys(table["split"])):
-        counts = extract_split(cfg, table[table["split"] == split], Path(args.meld_root), out / split, split, args.workers)
-        summary[split] = {"clips": int(sum(counts.values())), **{k: int(v) for k, v in sorted(counts.items())}}
-        log.info("%s: %s", split, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    with ClipRunner(cfg, args.workers) as runner:
+        for split in args.splits or list(dict.fromkeys(table["split"])):
+            counts = extract_split(runner, table[table["split"] == split], Path(args.meld_root), out / split, split)
+            summary[split] = {"clips": int(sum(counts.values())), **{k: int(v) for k, v in sorted(counts.items())}}
+            log.info("%s: %s", split, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if args.summary:
         atomic_write_bytes(Path(args.summary), (json.dumps(summary, indent=2) + "\n").encode())
     return 0
