@@ -10,6 +10,8 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
+# dvc.yaml commands call `python`: make it the project's venv.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv demo test test-all clean-venv
 
