@@ -1,6 +1,11 @@
 """``facialmmt-faces``: the speaker's face sequence of any video.
 
-    facialmmt-faces VIDEO... --out DIR [--speaker NAME] [--preview] [--params params.yaml]
+    facialmmt-faces VIDEO... --out DIR [--speaker NAME [--reference IMAGE_OR_DIR]] [--preview] [--params params.yaml]
+
+``--reference`` names the face tracks from reference photos (dlib ResNet embeddings): one image or
+a folder of images of ``--speaker`` (required then), or a folder of ``NAME/`` sub-folders (one per
+person; ``--speaker`` picks whom to select). Only the tracks matched to ``--speaker`` are eligible
+(when any is); the manifest frames and track summaries carry ``identity`` / ``identity_score``.
 
 Writes, in DIR: face shards + ``index.jsonl`` (read them with
 ``stage1_face_extraction.store.FaceShardReader``), ``manifest.jsonl`` (one record per video, see
@@ -46,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("videos", nargs="+", type=Path, help="video files")
     ap.add_argument("--out", required=True, type=Path, help="output folder")
     ap.add_argument("--speaker", help="name of the expected speaker (recorded in the manifest)")
+    ap.add_argument(
+        "--reference", type=Path, metavar="IMAGE_OR_DIR",
+        help="reference photo(s) of --speaker, or a folder of NAME/ sub-folders of photos",
+    )
     ap.add_argument("--preview", action="store_true", help="also write an annotated MP4 per video")
     ap.add_argument("--params", type=Path, help="params.yaml whose `stage1` section to use (default: built-in defaults)")
     ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -64,14 +73,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and not args.out.is_dir():
         log.error("--out %s exists and is not a folder", args.out)
         return 2
+    references = None
+    embedder = None
+    if args.reference is not None:
+        from stage1_face_extraction.identity import (
+            DEFAULT_EMBEDDER, NoFaceError, create_embedder, load_references, reference_layout,
+        )
+
+        try:
+            layout = reference_layout(args.reference)
+            if layout != "named_folders" and not args.speaker:
+                log.error("--reference %s is a single person's photo(s): give their name with --speaker", args.reference)
+                return 2
+            embedder = create_embedder(DEFAULT_EMBEDDER)
+            references = load_references(args.reference, name=args.speaker, embedder=embedder)
+        except NoFaceError as exc:
+            log.error("--reference: no face found in %s", exc.path)
+            return 2
+        except (FileNotFoundError, ValueError) as exc:
+            log.error("--reference: %s", exc)
+            return 2
+        if args.speaker and args.speaker not in references:
+            log.error("--speaker %r is not among the reference names: %s", args.speaker, ", ".join(sorted(references)))
+            return 2
+        log.info("references: %s", ", ".join(f"{k} ({len(v)} photo(s))" for k, v in sorted(references.items())))
     args.out.mkdir(parents=True, exist_ok=True)
     pipe = FacePipeline(cfg)
+    pipe.identity_embedder = embedder
     taken: set[str] = set()
     keys = [video_key(v, taken) for v in args.videos]
     records = []
     with FaceShardWriter(args.out, utts_per_shard=cfg.utts_per_shard, jpeg_quality=cfg.jpeg_quality, plan=sorted(keys)) as writer:
         for video, key in tqdm(list(zip(args.videos, keys)), desc="videos", unit="clip", disable=args.quiet):
-            res = pipe.process(video, utt_id=key, speaker=args.speaker, clip=str(video))
+            res = pipe.process(video, utt_id=key, speaker=args.speaker, clip=str(video), references=references)
             writer.add(key, res.crops)
             records.append(res.record)
             sheet = contact_sheet(res.crops, cols=10, labels=[f["frame"] for f in res.record["frames"]])

@@ -107,6 +107,7 @@ class FacePipeline:
         self.detector = create_detector(det_name, **det_cfg)
         asd_cfg = dict(cfg.asd)
         self.scorer = create_scorer(asd_cfg.pop("name"), **asd_cfg)
+        self.identity_embedder = None  # FaceEmbedder; created on first use (only when references are given)
 
     # --------------------------------------------------------------------------------- passes
 
@@ -154,6 +155,9 @@ class FacePipeline:
         for t in tracks:
             rows = np.flatnonzero(t.detected) if t.detected.any() else np.arange(len(t))
             desc_rows[t.track_id] = set(rows[np.linspace(0, len(rows) - 1, min(5, len(rows))).astype(int)].tolist())
+            if id_frames > 0:
+                t.extra["id_rows"] = set(rows[np.linspace(0, len(rows) - 1, min(id_frames, len(rows))).astype(int)].tolist())
+                t.extra["id_samples"] = []
         desc: dict[int, list[np.ndarray]] = {t.track_id: [] for t in tracks}
         last = max(active) if active else -1
         for fr in iter_frames(path):
@@ -167,9 +171,28 @@ class FacePipeline:
                     face = align_face(fr.image, lm, t.boxes[r], size=32)
                     g = face.astype(np.float32).mean(axis=2).ravel()
                     desc[t.track_id].append((g - g.mean()) / (g.std() + 1e-6))
+                if id_frames > 0 and r in t.extra["id_rows"]:
+                    t.extra["id_samples"].append((fr.image, t.boxes[r], lm))
         out = [np.stack(patches[t.track_id]).astype(np.float32) for t in tracks]
         descriptors = {tid: np.mean(v, axis=0) for tid, v in desc.items() if v}
         return out, descriptors
+
+    def _identify(self, tracks: list[Track], references: dict[str, np.ndarray]) -> None:
+        """Embed each track's ``id_samples`` and set ``identity`` / ``identity_score`` from ``references``."""
+        from stage1_face_extraction.identity import create_embedder, match_tracks
+
+        if self.identity_embedder is None:
+            self.identity_embedder = create_embedder("dlib_resnet")
+        emb = self.identity_embedder
+        track_emb = {}
+        for t in tracks:
+            samples = t.extra.pop("id_samples", [])
+            t.extra.pop("id_rows", None)
+            if samples:
+                track_emb[t.track_id] = emb.embed([s[0] for s in samples], np.stack([s[1] for s in samples]))
+        for tid, (name, score) in match_tracks(track_emb, references, emb.distance_threshold).items():
+            t = next(t for t in tracks if t.track_id == tid)
+            t.identity, t.identity_score = name, score
 
     def _crop_pass(self, path: str, tracks: dict[int, Track], picked: list[tuple[int, int]]) -> np.ndarray:
         """Pass 3. Aligned crops (N, S, S, 3) for the picked (track, frame) pairs, in order."""
@@ -190,8 +213,16 @@ class FacePipeline:
 
     # ------------------------------------------------------------------------------------ API
 
-    def process(self, path: str | Path, utt_id: str | None = None, speaker: str | None = None, clip: str | None = None) -> ClipResult:
-        """Run every step on one clip. Never raises for a bad clip: the status says why."""
+    def process(
+        self, path: str | Path, utt_id: str | None = None, speaker: str | None = None, clip: str | None = None,
+        references: dict[str, np.ndarray] | None = None,
+    ) -> ClipResult:
+        """Run every step on one clip. Never raises for a bad clip: the status says why.
+
+        ``references``: ``{name: (K, D) embeddings}`` (``identity.load_references``); when given, tracks
+        are named (``identity``, ``identity_score`` in the frames and track summaries) and only the
+        tracks named ``speaker`` are eligible when any is.
+        """
         path = str(path)
         t0 = time.perf_counter()
         rec: dict[str, Any] = {
@@ -227,7 +258,9 @@ class FacePipeline:
             audio = None
         voiced = None
         if tracks:
-            patches, descriptors = self._patch_pass(path, tracks)
+            patches, descriptors = self._patch_pass(path, tracks, id_frames=3 if references else 0)
+            if references:
+                self._identify(tracks, references)
             scores = self.scorer.score(patches, [times[t.frames] for t in tracks], audio, AUDIO_SR, info.fps)
             for t, s in zip(tracks, scores):
                 t.speaking = np.asarray(s, np.float32)
@@ -237,7 +270,7 @@ class FacePipeline:
         else:
             descriptors = {}
         t3 = time.perf_counter()
-        sel = select_speaker(tracks, self.cfg.select, voiced=voiced, speaker=None, descriptors=descriptors)
+        sel = select_speaker(tracks, self.cfg.select, voiced=voiced, speaker=speaker if references else None, descriptors=descriptors)
         by_id = {t.track_id: t for t in tracks}
         crops = _empty_crops(size)
         if sel.status == "ok":
@@ -249,6 +282,8 @@ class FacePipeline:
                     "frame": int(f), "t": float(times[f]), "box": [float(v) for v in t.boxes[r]],
                     "det_score": float(t.scores[r]), "speaking": float(t.speaking[r]), "track": int(tid),
                 })
+                if references:
+                    rec["frames"][-1].update(identity=t.identity, identity_score=t.identity_score)
         rec["status"] = "no_audio" if audio is None and sel.status in ("ok", "no_speaker") else sel.status
         if sel.reason:
             rec["reason"] = sel.reason
@@ -261,6 +296,9 @@ class FacePipeline:
             }
             for t in tracks
         ]
+        if references:
+            for summary, t in zip(rec["tracks"], tracks):
+                summary.update(identity=t.identity, identity_score=t.identity_score)
         t4 = time.perf_counter()
         rec["timings"] = {
             "decode_detect_s": t1 - t0, "track_s": t2 - t1, "asd_s": t3 - t2, "select_crop_s": t4 - t3,
