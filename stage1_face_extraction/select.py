@@ -12,8 +12,8 @@ Rules (all thresholds in :class:`SelectConfig`):
    evidence >= ``min_speaking`` and it beats the runner-up of the same shot by ``min_margin``
    (two mouths moving with the speech equally is ambiguous: no face beats a wrong face).
 3. Identity is kept consistent across shots: when a track has a known identity (the identity step
-   fills ``Track.identity`` and ``SelectConfig.speaker`` names the expected speaker), only tracks of
-   that identity are eligible. Without names, candidates of different shots must look alike
+   fills ``Track.identity`` and ``speaker`` names the expected speaker), only tracks of that
+   identity are eligible; when none has it, tracks known to be someone else are not eligible. Without names, candidates of different shots must look alike
    (cosine similarity of their appearance descriptors >= ``min_same_person``, when descriptors are
    given); those unlike the strongest candidate are dropped.
 4. Tracks shorter than ``min_track_frames`` are ignored; the selected frames are the union of the
@@ -95,8 +95,11 @@ def select_speaker(
         return Selection("no_face", [], [], {}, "no face track long enough")
     evidence = {t.track_id: track_evidence(t, voiced) for t in tracks}
     eligible = tracks
-    if speaker is not None and any(t.identity == speaker for t in tracks):
-        eligible = [t for t in tracks if t.identity == speaker]
+    if speaker is not None:
+        if any(t.identity == speaker for t in tracks):
+            eligible = [t for t in tracks if t.identity == speaker]
+        else:  # the named speaker is not recognised here: never pick a face known to be someone else
+            eligible = [t for t in tracks if t.identity is None]
     by_shot: dict[int, list[Track]] = {}
     for t in eligible:
         by_shot.setdefault(t.shot_id, []).append(t)

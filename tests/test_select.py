@@ -57,6 +57,13 @@ def test_named_speaker_restricts_candidates():
     assert sel.tracks == [1]
 
 
+def test_named_speaker_absent_never_picks_someone_else():
+    tracks = [make_track(0, 0, 0, 40, 0.9, "Joey"), make_track(1, 0, 0, 40, 0.1)]
+    assert select_speaker(tracks, SelectConfig(), speaker="Ross").status == "no_speaker"
+    tracks = [make_track(0, 0, 0, 40, 0.1, "Joey"), make_track(1, 0, 0, 40, 0.9)]
+    assert select_speaker(tracks, SelectConfig(), speaker="Ross").tracks == [1]
+
+
 def test_voiced_mask_focuses_evidence():
     t = make_track(0, 0, 0, 20, 0.0)
     t.speaking[10:] = 1.0
