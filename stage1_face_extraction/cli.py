@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         section = load_params(args.params).get("stage1", {}) if args.params else {}
         cfg = from_dict(Stage1Config, section, "stage1")
+        pipe = FacePipeline(cfg)  # checks the detector / scorer names and keys (stage1.detector.*, ...)
     except (ConfigError, ValueError, TypeError) as exc:
         log.error("%s", exc)
         return 2
@@ -98,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         log.info("references: %s", ", ".join(f"{k} ({len(v)} photo(s))" for k, v in sorted(references.items())))
     args.out.mkdir(parents=True, exist_ok=True)
-    pipe = FacePipeline(cfg)
     pipe.identity_embedder = embedder
     taken: set[str] = set()
     keys = [video_key(v, taken) for v in args.videos]

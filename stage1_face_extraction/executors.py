@@ -78,6 +78,7 @@ class ClipRunner:
         self.workers = cfg.workers if workers is None else int(workers)
         self._pool: ProcessPoolExecutor | None = None
         self._pipe: FacePipeline | None = None
+        self._saved_threads: int | None = None
 
     def __enter__(self) -> ClipRunner:
         if self.workers > 1:
@@ -91,12 +92,23 @@ class ClipRunner:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._saved_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._saved_threads)
+            self._saved_threads = None
 
     def map(self, jobs: Iterable[ClipJob]) -> Iterator[tuple[ClipJob, ClipResult]]:
         """Yield ``(job, result)`` in job order."""
         jobs = list(jobs)
         if self._pool is None:
             if self._pipe is None:
+                # Same torch thread count as a worker process: float results (hence boxes, crops
+                # and shard bytes) depend on it, and must not depend on the number of workers.
+                import torch
+
+                self._saved_threads = torch.get_num_threads()
+                torch.set_num_threads(max(1, self.cfg.torch_threads))
                 self._pipe = FacePipeline(self.cfg)
             for job in jobs:
                 yield job, _safe_process(self._pipe, job)

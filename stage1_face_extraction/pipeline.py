@@ -128,17 +128,31 @@ class FacePipeline:
                 batch_imgs.clear()
                 batch_idx.clear()
 
+        def queue(i: int, image: np.ndarray) -> None:
+            batch_imgs.append(image)
+            batch_idx.append(i)
+            if len(batch_imgs) >= self.detector.batch_size:
+                flush()
+
+        # The last frame of every shot (and of the clip) is detected too, so that tracks reach
+        # the cut / the end instead of stopping up to stride - 1 frames short (the tracker only
+        # interpolates between detections).
+        prev: tuple[int, np.ndarray] | None = None  # the previous frame, when it was not detected
         for fr in iter_frames(path):
             sid = shots.update(fr.image)
+            if sid != last_shot and prev is not None:
+                queue(*prev)
             dets.append(None)
             times.append(fr.t)
             shot_ids.append(sid)
             if fr.index % self.stride == 0 or sid != last_shot:
-                batch_imgs.append(fr.image)
-                batch_idx.append(len(dets) - 1)
-                if len(batch_imgs) >= self.detector.batch_size:
-                    flush()
+                queue(len(dets) - 1, fr.image)
+                prev = None
+            else:
+                prev = (len(dets) - 1, fr.image)
             last_shot = sid
+        if prev is not None:
+            queue(*prev)
         flush()
         return dets, np.asarray(times, np.float64), np.asarray(shot_ids, np.int64)
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from stage1_face_extraction.executors import ClipJob, ClipRunner
 from stage1_face_extraction.meld import MeldFormatError, read_utterance_table
 from stage1_face_extraction.params import ConfigError, load_section
-from stage1_face_extraction.pipeline import Stage1Config
+from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
 from stage1_face_extraction.stages._common import atomic_write_bytes, setup_logging
 from stage1_face_extraction.store import FaceShardReader, FaceShardWriter, contact_sheet, write_manifest
 
@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         cfg = load_section(args.params, "stage1", Stage1Config)
+        # Build the detector and scorer once here: their names and keys (stage1.detector.*,
+        # stage1.asd.*) are only checked when they are created, which would otherwise happen
+        # first in the worker processes (a broken pool instead of a clear error).
+        FacePipeline(cfg)
     except (ConfigError, ValueError) as exc:
         log.error("%s", exc)
         return 2
