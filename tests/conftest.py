@@ -36,3 +36,40 @@ def shared_faces_dir() -> Path:
     if not d.is_dir() or not any(d.glob("*.jpg")):
         pytest.skip(f"real face photos not found at {d} (they live in ../shared, outside the repo)")
     return d
+
+
+# ------------------------------------------------------------------------------------------------
+# One small demo corpus shared by the pipeline, CLI and extract_faces tests.
+
+#: seed 1 gives 16 clips (927 frames, ~39 s of video) with, per split, at least one
+#: ``cut_to_listener`` and one ``speaker_off_screen`` clip (the fixture checks the truth).
+SMALL_DEMO = {
+    "seed": 1,
+    "dialogues_per_split": {"train": 2, "dev": 1, "test": 1},
+    "utterances_min": 4,
+    "utterances_max": 4,
+    "duration_min_s": 2.0,
+    "duration_max_s": 3.0,
+    "workers": 2,
+}
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MELD-shaped demo corpus (16 clips, 2-3 s each) generated once per test session.
+
+    Returns the corpus root (``<root>/truth.json``, ``<root>/train_splits/...``, the CSVs).
+    Read only: tests that need to change it copy it first.
+    """
+    import json
+
+    from stage1_face_extraction.demo.generate import DemoConfig, generate_corpus
+    from stage1_face_extraction.params import from_dict
+
+    out = tmp_path_factory.mktemp("small_demo") / "MELD.Raw"
+    generate_corpus(from_dict(DemoConfig, SMALL_DEMO, "demo"), out)
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
+    plans = {c["shot_plan"] for c in truth["clips"].values()}
+    missing = {"normal", "cut_to_listener", "speaker_off_screen"} - plans
+    assert not missing, f"small demo corpus lacks shot plans {sorted(missing)}; pick another seed"
+    return out
