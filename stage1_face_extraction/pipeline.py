@@ -156,8 +156,12 @@ class FacePipeline:
         flush()
         return dets, np.asarray(times, np.float64), np.asarray(shot_ids, np.int64)
 
-    def _patch_pass(self, path: str, tracks: list[Track]) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
-        """Pass 2. ASD patches per track row and an appearance descriptor per track."""
+    def _patch_pass(self, path: str, tracks: list[Track], id_frames: int = 0) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+        """Pass 2. ASD patches per track row and an appearance descriptor per track.
+
+        With ``id_frames`` > 0, up to that many detected (frame, box, landmarks) samples per track are
+        kept in ``track.extra["id_samples"]`` for :meth:`_identify`.
+        """
         spec = self.scorer.input_spec
         active: dict[int, list[Track]] = {}
         for t in tracks:
