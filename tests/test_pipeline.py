@@ -265,8 +265,3 @@ def test_real_photos_two_people(shared_faces_dir: Path, pipe: FacePipeline, tmp_
         assert (t["start"], t["end"]) == (0, n - 1), t
     # silent audio, still faces: nobody can be picked as the speaker
     assert rec["status"] == "no_speaker" and res.crops.shape[0] == 0
-
-
-@pytest.mark.skip(reason="talking-over (a listener's mouth moving with the speech) is a later issue")
-def test_talking_over_is_refused() -> None:  # pragma: no cover - placeholder for the later issue
-    raise AssertionError("not implemented yet")
