@@ -73,7 +73,7 @@ class _Fake(FaceDetector):
 def fake_registered():
     register_detector("fake_for_test")(_Fake)
     yield
-    det_base._REGISTRY.pop("fake_for_test", None)
+    det_base._REGISTRY.unregister("fake_for_test")
 
 
 def test_custom_detector_downscale_batching_and_filters(fake_registered):

@@ -184,7 +184,7 @@ def _talking_video(path: Path, left: Path, right: Path, detector, fps: int = 25,
     rng = np.random.default_rng(0)
     audio = (0.5 * env * (np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t) + 0.2 * rng.normal(size=t.size))).astype(np.float32)
     W, H = 640, 360
-    (ls, lm), (rs, rm) = _face_sprite(left, detector, 260), _face_sprite(right, detector, 260)
+    (ls, lm), (rs, _rm) = _face_sprite(left, detector, 260), _face_sprite(right, detector, 260)
     with ClipWriter(path, W, H, Fraction(fps), np.clip(audio, -1, 1), sr) as w:
         for k in range(n):
             frame = np.full((H, W, 3), 120, np.uint8)

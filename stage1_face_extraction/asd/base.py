@@ -28,7 +28,8 @@ import cv2
 import numpy as np
 
 from ..align import BOX_ASPECT, TEMPLATE_UV, similarity_transform, warp_crop
-from ..params import ConfigError, from_dict
+from ..params import from_dict
+from ..registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -200,33 +201,28 @@ class ActiveSpeakerScorer(abc.ABC):
                 raise ValueError(f"track {i}: patches {p.shape} do not match times {np.shape(t)}")
 
 
-_REGISTRY: dict[str, type[ActiveSpeakerScorer]] = {}
+_REGISTRY: Registry = Registry("active-speaker scorer", "scorers", ActiveSpeakerScorer)
 
 
 def register_scorer(name: str) -> Callable[[type[ActiveSpeakerScorer]], type[ActiveSpeakerScorer]]:
     """Class decorator: ``@register_scorer("av_sync")``. The class needs a dataclass ``Config``."""
+    register = _REGISTRY.register(name)
 
     def deco(cls: type[ActiveSpeakerScorer]) -> type[ActiveSpeakerScorer]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"active-speaker scorer {name!r} is already registered")
         if not dataclasses.is_dataclass(getattr(cls, "Config", None)):
             raise TypeError(f"{cls.__name__}.Config must be a dataclass")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return register(cls)
 
     return deco
 
 
 def list_scorers() -> list[str]:
     """Registered scorer names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_scorer(name: str, **cfg: Any) -> ActiveSpeakerScorer:
     """Build a registered scorer; unknown names and unknown config keys raise ConfigError."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown active-speaker scorer {name!r}; valid: {', '.join(list_scorers())}")
-    cls = _REGISTRY[name]
+    cls = _REGISTRY.get(name)
     config = from_dict(cls.Config, cfg, where=f"asd.{name}")
     return cls(config)

@@ -18,7 +18,6 @@ A subclass only implements :meth:`FaceDetector._detect_batch` on equal-size imag
 from __future__ import annotations
 
 import abc
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import ClassVar, TypeVar
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..params import ConfigError
+from ..registry import Registry, init_keys
 from ..types import Detections
 
 logger = logging.getLogger(__name__)
@@ -40,51 +40,28 @@ __all__ = [
     "resolve_torch_device",
 ]
 
-_REGISTRY: dict[str, type[FaceDetector]] = {}
-
 D = TypeVar("D", bound="type[FaceDetector]")
 
 
 def register_detector(name: str) -> Callable[[D], D]:
     """Class decorator: make a :class:`FaceDetector` subclass available as ``name``."""
-
-    def deco(cls: D) -> D:
-        if not (isinstance(cls, type) and issubclass(cls, FaceDetector)):
-            raise TypeError(f"@register_detector({name!r}) needs a FaceDetector subclass, got {cls!r}")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"detector name {name!r} is already registered by {_REGISTRY[name]!r}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    return _REGISTRY.register(name)
 
 
 def list_detectors() -> list[str]:
     """Registered detector names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def detector_class(name: str) -> type[FaceDetector]:
     """The class registered as ``name``; unknown names raise with the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown face detector {name!r}; registered detectors: {', '.join(list_detectors())}"
-        ) from None
+    return _REGISTRY.get(name)
 
 
 def create_detector(name: str, **cfg) -> FaceDetector:
     """Build detector ``name`` with keyword config ``cfg``; unknown keys raise ConfigError."""
     cls = detector_class(name)
-    valid = cls.config_keys()
-    unknown = sorted(set(cfg) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"unknown config key(s) for detector {name!r}: {', '.join(unknown)}; "
-            f"valid keys: {', '.join(sorted(valid))}"
-        )
+    _REGISTRY.check_keys(name, cfg, init_keys(cls))
     return cls(**cfg)
 
 
@@ -137,18 +114,6 @@ class FaceDetector(abc.ABC):
         self.min_face_size = int(min_face_size)
         self.device = device
         self.batch_size = int(batch_size)
-
-    @classmethod
-    def config_keys(cls) -> set[str]:
-        """Keyword arguments accepted by the constructor (this class and its bases)."""
-        keys: set[str] = set()
-        for klass in cls.__mro__:
-            if klass is object or "__init__" not in vars(klass):
-                continue
-            for p in inspect.signature(klass.__init__).parameters.values():
-                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self":
-                    keys.add(p.name)
-        return keys
 
     def __repr__(self) -> str:
         return (
@@ -238,3 +203,6 @@ class FaceDetector(abc.ABC):
         return Detections(
             boxes=np.ascontiguousarray(boxes), scores=np.ascontiguousarray(scores), landmarks=lms
         )
+
+
+_REGISTRY: Registry = Registry("face detector", "detectors", FaceDetector)

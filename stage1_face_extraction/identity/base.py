@@ -19,13 +19,12 @@ their normalised embeddings is below :attr:`FaceEmbedder.distance_threshold`. On
 from __future__ import annotations
 
 import abc
-import inspect
 from collections.abc import Callable, Sequence
 from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from ..params import ConfigError
+from ..registry import Registry, init_keys
 
 __all__ = [
     "FaceEmbedder",
@@ -38,51 +37,28 @@ __all__ = [
     "cosine_threshold",
 ]
 
-_REGISTRY: dict[str, type[FaceEmbedder]] = {}
-
 E = TypeVar("E", bound="type[FaceEmbedder]")
 
 
 def register_embedder(name: str) -> Callable[[E], E]:
     """Class decorator: make a :class:`FaceEmbedder` subclass available as ``name``."""
-
-    def deco(cls: E) -> E:
-        if not (isinstance(cls, type) and issubclass(cls, FaceEmbedder)):
-            raise TypeError(f"@register_embedder({name!r}) needs a FaceEmbedder subclass, got {cls!r}")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"embedder name {name!r} is already registered by {_REGISTRY[name]!r}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    return _REGISTRY.register(name)
 
 
 def list_embedders() -> list[str]:
     """Registered embedder names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def embedder_class(name: str) -> type[FaceEmbedder]:
     """The class registered as ``name``; unknown names raise with the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown face embedder {name!r}; registered embedders: {', '.join(list_embedders())}"
-        ) from None
+    return _REGISTRY.get(name)
 
 
 def create_embedder(name: str, **cfg) -> FaceEmbedder:
     """Build embedder ``name`` with keyword config ``cfg``; unknown keys raise ConfigError."""
     cls = embedder_class(name)
-    valid = cls.config_keys()
-    unknown = sorted(set(cfg) - valid)
-    if unknown:
-        raise ConfigError(
-            f"unknown config key(s) for embedder {name!r}: {', '.join(unknown)}; "
-            f"valid keys: {', '.join(sorted(valid)) or '(none)'}"
-        )
+    _REGISTRY.check_keys(name, cfg, init_keys(cls))
     return cls(**cfg)
 
 
@@ -120,18 +96,6 @@ class FaceEmbedder(abc.ABC):
     dim: ClassVar[int] = 0
     distance_threshold: ClassVar[float] = 1.0  # on L2-normalised embeddings
 
-    @classmethod
-    def config_keys(cls) -> set[str]:
-        """Keyword arguments accepted by the constructor (this class and its bases)."""
-        keys: set[str] = set()
-        for klass in cls.__mro__:
-            if klass is object or "__init__" not in vars(klass):
-                continue
-            for p in inspect.signature(klass.__init__).parameters.values():
-                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self":
-                    keys.add(p.name)
-        return keys
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, distance_threshold={self.distance_threshold})"
 
@@ -164,3 +128,6 @@ class FaceEmbedder(abc.ABC):
     @abc.abstractmethod
     def _embed(self, images: list[np.ndarray], boxes: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
         """(N, dim) raw embeddings; inputs already checked."""
+
+
+_REGISTRY: Registry = Registry("face embedder", "embedders", FaceEmbedder)
