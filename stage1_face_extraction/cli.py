@@ -27,10 +27,10 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from stage1_face_extraction.params import ConfigError, load_params, from_dict
+from stage1_face_extraction.params import ConfigError, from_dict, load_params
 from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
-from stage1_face_extraction.stages._common import atomic_write_bytes, setup_logging
-from stage1_face_extraction.store import FaceShardWriter, contact_sheet, write_manifest
+from stage1_face_extraction.stages._common import setup_logging
+from stage1_face_extraction.store import FaceShardWriter, atomic_write_bytes, contact_sheet, write_manifest
 
 log = logging.getLogger("facialmmt.faces")
 
@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     embedder = None
     if args.reference is not None:
         from stage1_face_extraction.identity import (
-            DEFAULT_EMBEDDER, NoFaceError, create_embedder, load_references, reference_layout,
+            DEFAULT_EMBEDDER,
+            NoFaceError,
+            create_embedder,
+            load_references,
+            reference_layout,
         )
 
         try:

@@ -59,6 +59,9 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "EndTime",
 )
 
+#: The official header, in order (what the demo generator writes).
+MELD_COLUMNS: tuple[str, ...] = ("Sr No.", *REQUIRED_COLUMNS)
+
 TABLE_COLUMNS: tuple[str, ...] = (
     "split",
     "sr_no",

@@ -61,7 +61,9 @@ FRAME_KEYS = ("frame", "t", "box", "det_score", "speaking", "track")
 # small helpers
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + rename (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
@@ -275,7 +277,7 @@ class FaceShardWriter:
     def _write_index(self) -> None:
         recs = sorted(self._index.values(), key=lambda r: (r["shard"], r["utt_id"]))
         lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in recs)
-        _atomic_write_bytes(self.root / INDEX_NAME, lines.encode("utf-8"))
+        atomic_write_bytes(self.root / INDEX_NAME, lines.encode("utf-8"))
 
     @staticmethod
     def _public(rec: dict) -> dict:
@@ -465,7 +467,7 @@ def write_manifest(
         recs = sorted(recs, key=lambda r: (str(r["utt_id"]), str(r["clip"])))
     lines = [_dump(canonical_record(r, ndigits)) + "\n" for r in recs]
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(path, "".join(lines).encode("utf-8"))
+    atomic_write_bytes(path, "".join(lines).encode("utf-8"))
     if timings_path is not None:
         tpath = path.with_name("timings.jsonl") if timings_path == "auto" else Path(timings_path)
         tlines = [
@@ -473,7 +475,7 @@ def write_manifest(
             for r in recs
             if "timings" in r
         ]
-        _atomic_write_bytes(tpath, "".join(tlines).encode("utf-8"))
+        atomic_write_bytes(tpath, "".join(tlines).encode("utf-8"))
     return path
 
 

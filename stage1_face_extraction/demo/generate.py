@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ..meld import MELD_COLUMNS, DataConfig
 from .assets import Character, build_library, character_by_name, detect
 from .scene import (
     Placement,
@@ -50,25 +51,9 @@ from .speech import frame_envelope, mouth_opening, synthesize
 
 logger = logging.getLogger(__name__)
 
-MELD_HEADER: tuple[str, ...] = (
-    "Sr No.",
-    "Utterance",
-    "Speaker",
-    "Emotion",
-    "Sentiment",
-    "Dialogue_ID",
-    "Utterance_ID",
-    "Season",
-    "Episode",
-    "StartTime",
-    "EndTime",
-)
-CSV_NAMES: dict[str, str] = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
-CLIP_DIRS: dict[str, str] = {
-    "train": "train_splits",
-    "dev": "dev_splits_complete",
-    "test": "output_repeated_splits_test",
-}
+MELD_HEADER = MELD_COLUMNS
+CSV_NAMES: dict[str, str] = {split: spec.csv for split, spec in DataConfig().splits.items()}
+CLIP_DIRS: dict[str, str] = {split: spec.clips for split, spec in DataConfig().splits.items()}
 TRUTH_VERSION = 1
 CLOSEUP_ZOOM = 1.6  # the close-up background is the room magnified this much
 ROOM_MAX_SCORE = 0.3  # a room where the over-sensitive checker finds this much is redrawn

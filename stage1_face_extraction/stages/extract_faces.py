@@ -30,8 +30,14 @@ from stage1_face_extraction.executors import ClipJob, ClipRunner
 from stage1_face_extraction.meld import MeldFormatError, read_utterance_table
 from stage1_face_extraction.params import ConfigError, load_section
 from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
-from stage1_face_extraction.stages._common import atomic_write_bytes, setup_logging
-from stage1_face_extraction.store import FaceShardReader, FaceShardWriter, contact_sheet, write_manifest
+from stage1_face_extraction.stages._common import setup_logging
+from stage1_face_extraction.store import (
+    FaceShardReader,
+    FaceShardWriter,
+    atomic_write_bytes,
+    contact_sheet,
+    write_manifest,
+)
 
 log = logging.getLogger("facialmmt.extract_faces")
 JOURNAL = ".journal.jsonl"

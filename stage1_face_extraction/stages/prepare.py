@@ -17,7 +17,8 @@ from pathlib import Path
 
 from stage1_face_extraction.meld import DataConfig, MeldFormatError, build_utterance_table, summarize
 from stage1_face_extraction.params import ConfigError, load_section
-from stage1_face_extraction.stages._common import atomic_write_bytes, setup_logging
+from stage1_face_extraction.stages._common import setup_logging
+from stage1_face_extraction.store import atomic_write_bytes
 
 log = logging.getLogger("facialmmt.prepare")
 
