@@ -1,0 +1,185 @@
+"""Audio (per-encoder-frame) extractors: ``wav2vec2`` / ``hf_audio`` and ``fbank``.
+
+Input: one utterance's mono waveform ``(n,) float32`` in [-1, 1] at 16 kHz. Output ``(L, D)
+float32``, one row per encoder frame (wav2vec2: 50 frames/s, D = 768 for base; fbank: 100
+frames/s, D = num_mel_bins).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from stage1_face_extraction.params import ConfigError
+
+from .registry import AudioExtractor, Contract, register_extractor, resolve_device
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _looks_like_path(model: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else (``./x``, ``/abs``, ``a/b/c``) is a folder."""
+    return model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model or Path(model).exists()
+
+
+@register_extractor("hf_audio")
+class HFAudioExtractor(AudioExtractor):
+    """Any transformers audio encoder (wav2vec2, HuBERT, WavLM, data2vec-audio) via AutoModel.
+
+    Args:
+        model: a local folder written by ``save_pretrained`` (config + weights +
+            ``preprocessor_config.json``) or a hub id (``facebook/wav2vec2-base-960h``); with
+            ``HF_HUB_OFFLINE=1`` a hub id must already be in the local HF cache.
+        layer: ``-1`` = ``last_hidden_state``; ``k >= 0`` = ``hidden_states[k]`` (0 = the
+            projected CNN features before the transformer, k = output of transformer layer k).
+        device, amp: ``auto`` = CUDA when present; AMP (fp16 autocast) on CUDA only.
+        max_seconds: waves longer than this are encoded in consecutive chunks (memory bound).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "facebook/wav2vec2-base-960h",
+        layer: int = -1,
+        device: str = "auto",
+        amp: bool = True,
+        max_seconds: float = 60.0,
+    ) -> None:
+        import torch
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        self.model_id = str(model)
+        self.device = resolve_device(device)
+        self.amp = bool(amp) and self.device.startswith("cuda")
+        self.max_seconds = float(max_seconds)
+        if self.max_seconds <= 0:
+            raise ConfigError(f"max_seconds must be > 0, got {max_seconds}")
+        local = Path(os.path.expanduser(self.model_id))
+        if _looks_like_path(self.model_id) and not local.is_dir():
+            raise FileNotFoundError(f"audio model folder not found: {local}")
+        kw = {"local_files_only": True} if (_offline() or local.is_dir()) else {}
+        src = str(local) if local.is_dir() else self.model_id
+        try:
+            self.processor = AutoFeatureExtractor.from_pretrained(src, **kw)
+            self.module = AutoModel.from_pretrained(src, **kw).eval()
+        except OSError as e:
+            where = "folder" if local.is_dir() else ("hub id (offline: only the local HF cache is searched)"
+                                                     if _offline() else "hub id")
+            raise FileNotFoundError(f"cannot load audio encoder from {where} {src!r}: {e}") from e
+        cfg = self.module.config
+        n_layers = int(getattr(cfg, "num_hidden_layers", 0))
+        if not (layer == -1 or 0 <= int(layer) <= n_layers):
+            raise ConfigError(f"layer must be -1 or in 0..{n_layers} for {src!r}, got {layer}")
+        self.layer = int(layer)
+        sr = int(getattr(self.processor, "sampling_rate", SAMPLE_RATE))
+        if sr != SAMPLE_RATE:
+            logger.warning("%s expects %d Hz input; waves must be resampled to it", src, sr)
+        strides = getattr(cfg, "conv_stride", None)
+        hop = math.prod(strides) if strides else 320
+        self._contract = Contract(
+            modality="audio",
+            dim=int(cfg.hidden_size),
+            frame_rate=sr / hop,
+            sample_rate=sr,
+            normalization="feature extractor of the model (zero mean / unit variance when do_normalize)",
+        )
+        self.module.to(self.device)
+        self._torch = torch
+        logger.info("hf_audio: %s (%s, layer %d) on %s", src, type(self.module).__name__, self.layer, self.device)
+
+    @property
+    def contract(self) -> Contract:
+        return self._contract
+
+    def _encode(self, wave: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        inputs = self.processor(wave, sampling_rate=self._contract.sample_rate, return_tensors="pt")
+        x = inputs["input_values"].to(self.device)  # (1, n)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            out = self.module(x, output_hidden_states=self.layer >= 0)
+            h = out.last_hidden_state if self.layer < 0 else out.hidden_states[self.layer]  # (1, L, D)
+        return h[0].float().cpu().numpy()
+
+    def extract(self, wave: np.ndarray) -> np.ndarray:
+        wave = self.check_wave(wave)  # (n,)
+        hop = int(round(self._contract.sample_rate / self._contract.frame_rate))
+        if wave.shape[0] < 400:  # shorter than the conv receptive field: no frame
+            return np.zeros((0, self.dim), np.float32)
+        chunk = int(self.max_seconds * self._contract.sample_rate) // hop * hop
+        parts = [self._encode(wave[i : i + chunk]) for i in range(0, wave.shape[0], chunk)
+                 if wave[i : i + chunk].shape[0] >= 400]
+        return np.concatenate(parts, 0).astype(np.float32, copy=False)  # (L, D)
+
+
+@register_extractor("wav2vec2")
+class Wav2Vec2Extractor(HFAudioExtractor):
+    """``hf_audio`` defaulting to FacialMMT's ``facebook/wav2vec2-base-960h`` (768-d, 50 frames/s)."""
+
+
+@register_extractor("fbank")
+class FbankExtractor(AudioExtractor):
+    """Kaldi log-mel filterbank (``torchaudio.compliance.kaldi.fbank``), no weights.
+
+    Args:
+        num_mel_bins: D (default 80).
+        frame_length_ms, frame_shift_ms: 25 / 10 -> 100 frames/s; L = 1 + (n - 400) // 160.
+        dither: 0 keeps the output deterministic.
+        scale: the wave is multiplied by this first (32768: Kaldi's int16 range).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_mel_bins: int = 80,
+        frame_length_ms: float = 25.0,
+        frame_shift_ms: float = 10.0,
+        dither: float = 0.0,
+        scale: float = 32768.0,
+    ) -> None:
+        if int(num_mel_bins) < 1:
+            raise ConfigError(f"num_mel_bins must be >= 1, got {num_mel_bins}")
+        if frame_shift_ms <= 0 or frame_length_ms <= 0:
+            raise ConfigError("frame_length_ms and frame_shift_ms must be > 0")
+        self.num_mel_bins = int(num_mel_bins)
+        self.frame_length_ms = float(frame_length_ms)
+        self.frame_shift_ms = float(frame_shift_ms)
+        self.dither = float(dither)
+        self.scale = float(scale)
+
+    @property
+    def contract(self) -> Contract:
+        return Contract(
+            modality="audio",
+            dim=self.num_mel_bins,
+            frame_rate=1000.0 / self.frame_shift_ms,
+            sample_rate=SAMPLE_RATE,
+            normalization=f"wave * {self.scale:g}, Kaldi log-mel fbank",
+        )
+
+    def extract(self, wave: np.ndarray) -> np.ndarray:
+        import torch
+        from torchaudio.compliance import kaldi
+
+        wave = self.check_wave(wave)  # (n,)
+        if wave.shape[0] < int(SAMPLE_RATE * self.frame_length_ms / 1000):
+            return np.zeros((0, self.num_mel_bins), np.float32)
+        x = torch.from_numpy(wave * self.scale).unsqueeze(0)  # (1, n)
+        feats = kaldi.fbank(
+            x,
+            num_mel_bins=self.num_mel_bins,
+            frame_length=self.frame_length_ms,
+            frame_shift=self.frame_shift_ms,
+            dither=self.dither,
+            sample_frequency=float(SAMPLE_RATE),
+        )  # (L, num_mel_bins)
+        return feats.numpy().astype(np.float32, copy=False)

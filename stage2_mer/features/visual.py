@@ -1,0 +1,232 @@
+"""Visual (per-face-frame) extractors: ``inception_resnet_v1``, ``timm``, ``dlib_resnet``.
+
+Input: Stage-1 face crops of one utterance, ``(N, 160, 160, 3) uint8 RGB``
+(:class:`stage1_face_extraction.store.FaceShardReader`). Output: ``(N, D) float32``, one row per
+face frame, in frame order (FacialMMT: InceptionResNetV1, D = 512).
+
+Weights are only ever read from local files (never downloaded); torch files are loaded with
+``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from stage1_face_extraction.params import ConfigError
+
+from .registry import PER_FACE_FRAME, Contract, VisualExtractor, register_extractor
+
+logger = logging.getLogger(__name__)
+
+#: facenet-pytorch's torch-hub cache file names (``$TORCH_HOME/checkpoints/<name>``).
+FACENET_FILES = {
+    "vggface2": "20180402-114759-vggface2.pt",
+    "casia-webface": "20180408-102900-casia-webface.pt",
+}
+
+
+def load_state_dict(path: str | Path) -> dict:
+    """A state dict from a ``.safetensors`` file or a torch file (``weights_only=True``, no pickle).
+
+    A torch file holding ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    if not isinstance(sd, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(sd).__name__}")
+    return sd
+
+
+def torch_checkpoint_dir() -> Path:
+    """``$TORCH_HOME/checkpoints`` (torch.hub's cache, where facenet-pytorch keeps its weights)."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()).parent / "checkpoints"  # get_dir() is $TORCH_HOME/hub
+
+
+@register_extractor("inception_resnet_v1")
+class InceptionResnetV1Extractor(VisualExtractor):
+    """facenet-pytorch InceptionResnetV1 (``classify=False``): 512-d per face (FacialMMT's visual input).
+
+    Args:
+        pretrained: ``vggface2`` (FacialMMT) or ``casia-webface``.
+        weights: local state-dict file; default ``$TORCH_HOME/checkpoints/`` + facenet's file name
+            (``20180402-114759-vggface2.pt`` / ``20180408-102900-casia-webface.pt``).
+        random_init: no weights at all (demo / tests only; warns).
+        batch_size, device, amp: see :class:`VisualExtractor`.
+
+    Input 160x160 RGB, ``(x - 127.5) / 128``; output the 512-d ``last_bn`` embedding (not
+    L2-normalised, as facenet-pytorch returns it with ``classify=False``).
+    """
+
+    def __init__(
+        self,
+        *,
+        pretrained: str = "vggface2",
+        weights: str | Path | None = None,
+        random_init: bool = False,
+        **common,
+    ) -> None:
+        super().__init__(**common)
+        if pretrained not in FACENET_FILES:
+            raise ConfigError(f"pretrained must be one of {sorted(FACENET_FILES)}, got {pretrained!r}")
+        from facenet_pytorch import InceptionResnetV1
+
+        self.pretrained = pretrained
+        self.module = InceptionResnetV1(pretrained=None, classify=False).eval()
+        if random_init:
+            warnings.warn("inception_resnet_v1 with random_init=True: features are meaningless (demo/tests only)",
+                          stacklevel=2)
+            self.weights = None
+        else:
+            path = Path(weights) if weights is not None else torch_checkpoint_dir() / FACENET_FILES[pretrained]
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"InceptionResnetV1 weights not found: {path} (expected facenet-pytorch's "
+                    f"{FACENET_FILES[pretrained]}; put it there or set `weights`, or random_init: true for a demo)"
+                )
+            sd = {k: v for k, v in load_state_dict(path).items() if not k.startswith("logits.")}
+            self.module.load_state_dict(sd, strict=True)
+            self.weights = str(path)
+            logger.info("inception_resnet_v1: loaded %s", path)
+        self.module.to(self.device)
+
+    @property
+    def contract(self) -> Contract:
+        return Contract(
+            modality="visual",
+            dim=512,
+            frame_rate=PER_FACE_FRAME,
+            image_size=(160, 160),
+            mean=(127.5 / 255,) * 3,
+            std=(128.0 / 255,) * 3,
+            normalization="(x - 127.5) / 128 on 0..255 RGB",
+        )
+
+    def _forward(self, x):
+        return self.module(x)  # (B, 512)
+
+
+@register_extractor("timm")
+class TimmExtractor(VisualExtractor):
+    """Any timm model as a pooled-feature extractor (``num_classes=0``), weights from a local file.
+
+    Args:
+        model: timm model name (e.g. ``resnet50``, ``vit_base_patch16_224``).
+        weights: local ``.safetensors`` or torch state-dict file (classifier keys are dropped).
+        random_init: allow running without weights (tests only; warns).
+        batch_size, device, amp: see :class:`VisualExtractor`.
+
+    Input size, mean and std come from the model's ``pretrained_cfg``; crops are resized to it.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        weights: str | Path | None = None,
+        random_init: bool = False,
+        **common,
+    ) -> None:
+        super().__init__(**common)
+        import timm
+
+        if not timm.is_model(model):
+            raise ConfigError(f"unknown timm model {model!r}")
+        self.model_name = model
+        self.module = timm.create_model(model, pretrained=False, num_classes=0).eval()
+        if weights is None:
+            if not random_init:
+                raise ConfigError(f"timm extractor {model!r} needs a local `weights` file (or random_init: true)")
+            warnings.warn(f"timm {model!r} with random_init=True: features are meaningless", stacklevel=2)
+        else:
+            sd = load_state_dict(weights)
+            own = self.module.state_dict()
+            dropped = sorted(k for k in sd if k not in own)
+            if dropped:
+                logger.info("timm %s: ignoring %d keys not in the headless model (%s...)", model, len(dropped),
+                            ", ".join(dropped[:3]))
+            self.module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=True)
+            logger.info("timm %s: loaded %s", model, weights)
+        self.weights = None if weights is None else str(weights)
+        cfg = self.module.pretrained_cfg
+        self._contract = Contract(
+            modality="visual",
+            dim=int(self.module.num_features),
+            frame_rate=PER_FACE_FRAME,
+            image_size=tuple(int(v) for v in cfg["input_size"][1:]),
+            mean=tuple(float(v) for v in cfg["mean"]),
+            std=tuple(float(v) for v in cfg["std"]),
+            normalization="(x / 255 - mean) / std (timm pretrained_cfg)",
+        )
+        self.module.to(self.device)
+
+    @property
+    def contract(self) -> Contract:
+        return self._contract
+
+    def _forward(self, x):
+        return self.module(x)  # (B, num_features)
+
+
+@register_extractor("dlib_resnet")
+class DlibResnetExtractor(VisualExtractor):
+    """dlib ResNet 128-d descriptor of each whole crop (via the Stage-1 identity embedder).
+
+    The crops are already aligned faces, so each crop's box is the whole crop; dlib's 5-point
+    predictor re-locates the landmarks inside it. Output is L2-normalised (as the embedder's).
+    CPU only (dlib); ``device``/``amp``/``batch_size`` have no effect.
+
+    Args:
+        model_dir, num_jitters, padding: passed to ``create_embedder('dlib_resnet', ...)``.
+    """
+
+    def __init__(
+        self, *, model_dir: str | Path | None = None, num_jitters: int = 0, padding: float = 0.25, **common
+    ) -> None:
+        super().__init__(**common)
+        from stage1_face_extraction.identity import create_embedder
+
+        kw = {"num_jitters": num_jitters, "padding": padding}
+        if model_dir is not None:
+            kw["model_dir"] = model_dir
+        self._embedder = create_embedder("dlib_resnet", **kw)
+
+    @property
+    def contract(self) -> Contract:
+        return Contract(
+            modality="visual",
+            dim=128,
+            frame_rate=PER_FACE_FRAME,
+            image_size=(150, 150),  # dlib aligns a 150x150 chip itself
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            normalization="none (dlib takes 0..255 RGB and aligns its own chip)",
+        )
+
+    def _forward(self, x):  # pragma: no cover - extract() is overridden
+        raise NotImplementedError
+
+    def extract(self, faces: np.ndarray) -> np.ndarray:
+        faces = np.asarray(faces)
+        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
+            raise ValueError(f"faces must be (N, H, W, 3) uint8 RGB, got {faces.dtype} {faces.shape}")
+        n, h, w = faces.shape[:3]
+        boxes = np.tile(np.array([[0, 0, w, h]], np.float32), (n, 1))  # (N, 4) whole crop
+        return self._embedder.embed(list(faces), boxes).astype(np.float32)  # (N, 128)
