@@ -1,0 +1,129 @@
+"""Name identity clusters from the transcript's Speaker column: ``assign_names(utterances) -> {cluster: NameAssignment}``.
+
+Input, per utterance: the speaker's name (MELD's ``Speaker``; None = unknown) and, for every
+identity cluster on screen during it, its speaking evidence (e.g. the best active-speaker score of
+that cluster's tracks in the utterance, in [0, 1]; 0 = on screen but silent).
+
+Co-occurrence: ``C[cluster, name] = sum of evidence(utterance, cluster)`` over the utterances whose
+speaker is ``name`` in which the cluster is on screen. The names are then assigned one-to-one by the
+Hungarian method (``scipy.optimize.linear_sum_assignment`` on ``-C``, i.e. maximum total agreeing
+evidence). An assigned pair is kept only when
+
+* ``support = C[cluster, name] >= min_support`` (enough agreeing evidence: a cluster that is on
+  screen a lot but never speaks has ~0 and stays unnamed), and
+* ``confidence = C[cluster, name] / sum_n C[cluster, n] >= min_confidence`` (the share of the
+  cluster's speaking evidence that agrees with the name).
+
+Reference faces take precedence: when ``references`` (``{name: (K, D) unit embeddings}``) and
+``cluster_embeddings`` (``{cluster: (k, D)}``, e.g. its tracks' embeddings or its centroid) are
+given, every cluster whose mean embedding is within ``reference_threshold`` (the embedder's
+``distance_threshold``) of a name's nearest reference photo gets that name
+(:func:`~stage1_face_extraction.identity.reference.match_tracks`; confidence ``1 - d / t``,
+``source='reference'``), several clusters may share it (one person split in two clusters). Those
+clusters AND those names are then taken out of the co-occurrence assignment, which names the
+rest. A name with reference photos that matched no cluster still takes part in the co-occurrence
+assignment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from ..params import ConfigError
+
+__all__ = ["UtteranceFaces", "NamingConfig", "NameAssignment", "assign_names", "cooccurrence"]
+
+
+@dataclass
+class UtteranceFaces:
+    """One utterance: ``speaker`` (None = unknown) and ``{cluster: speaking evidence}`` of the clusters on screen."""
+
+    utterance: Hashable
+    speaker: str | None
+    evidence: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class NamingConfig:
+    """Thresholds of :func:`assign_names` (module docstring)."""
+
+    min_support: float = 1.0
+    min_confidence: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.min_support < 0:
+            raise ConfigError(f"min_support must be >= 0, got {self.min_support}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+
+
+class NameAssignment(NamedTuple):
+    """``name``, ``confidence`` in [0, 1], ``support`` (agreeing evidence; NaN for references), ``source``."""
+
+    name: str
+    confidence: float
+    support: float
+    source: str  # "cooccurrence" | "reference"
+
+
+def cooccurrence(utterances: Sequence[UtteranceFaces]) -> tuple[list[int], list[str], np.ndarray]:
+    """(clusters, names, C) with ``C[i, j]`` = evidence of clusters[i] summed over names[j]'s utterances.
+
+    Clusters: every cluster on screen in some utterance; names: every non-empty speaker; both sorted.
+    Negative evidence is clipped to 0.
+    """
+    clusters = sorted({int(c) for u in utterances for c in u.evidence})
+    names = sorted({u.speaker for u in utterances if u.speaker})
+    ci = {c: i for i, c in enumerate(clusters)}
+    ni = {n: j for j, n in enumerate(names)}
+    C = np.zeros((len(clusters), len(names)), np.float64)
+    for u in utterances:
+        if not u.speaker:
+            continue
+        for c, ev in u.evidence.items():
+            ev = float(ev)
+            if np.isfinite(ev) and ev > 0:
+                C[ci[int(c)], ni[u.speaker]] += ev
+    return clusters, names, C
+
+
+def assign_names(
+    utterances: Sequence[UtteranceFaces],
+    config: NamingConfig | None = None,
+    *,
+    references: Mapping[str, np.ndarray] | None = None,
+    cluster_embeddings: Mapping[int, np.ndarray] | None = None,
+    reference_threshold: float | None = None,
+) -> dict[int, NameAssignment]:
+    """``{cluster: NameAssignment}`` for the clusters that get a name (module docstring); others are absent."""
+    from scipy.optimize import linear_sum_assignment
+
+    cfg = config or NamingConfig()
+    out: dict[int, NameAssignment] = {}
+    if references and cluster_embeddings:
+        if reference_threshold is None:
+            raise ConfigError("reference_threshold (the embedder's distance_threshold) is needed with references")
+        from .reference import match_tracks
+
+        for c, (name, score) in match_tracks(dict(cluster_embeddings), dict(references), reference_threshold).items():
+            out[int(c)] = NameAssignment(name, float(score), float("nan"), "reference")
+    clusters, names, C = cooccurrence(utterances)
+    taken_names = {a.name for a in out.values()}
+    rows = [i for i, c in enumerate(clusters) if c not in out]
+    cols = [j for j, n in enumerate(names) if n not in taken_names]
+    if not rows or not cols:
+        return out
+    sub = C[np.ix_(rows, cols)]
+    r, k = linear_sum_assignment(-sub)
+    for a, b in zip(r, k):
+        i, j = rows[a], cols[b]
+        support = float(C[i, j])
+        total = float(C[i].sum())
+        conf = support / total if total > 0 else 0.0
+        if support >= cfg.min_support and support > 0 and conf >= cfg.min_confidence:
+            out[clusters[i]] = NameAssignment(names[j], conf, support, "cooccurrence")
+    return out
