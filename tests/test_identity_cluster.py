@@ -10,7 +10,13 @@ import pytest
 
 from stage1_face_extraction.identity import create_embedder, list_embedders
 from stage1_face_extraction.identity.cluster import ClusterConfig, cluster_tracks, co_visible_pairs
-from stage1_face_extraction.identity.naming import NamingConfig, UtteranceFaces, assign_names, cooccurrence
+from stage1_face_extraction.identity.naming import (
+    NamingConfig,
+    UtteranceFaces,
+    assign_names,
+    cooccurrence,
+    utterances_from_maps,
+)
 from stage1_face_extraction.identity.reference import embed_image_faces, read_rgb
 from stage1_face_extraction.params import ConfigError
 
@@ -180,6 +186,16 @@ def test_assign_names_min_support_and_confidence():
     assert assign_names([], NamingConfig()) == {}
     with pytest.raises(ConfigError):
         NamingConfig(min_confidence=2.0)
+
+
+def test_utterances_from_maps_round_trip():
+    utts, truth = _dialogue(seed=2)
+    on_screen = {u.utterance: list(u.evidence) for u in utts}
+    evidence = {(u.utterance, c): ev for u in utts for c, ev in u.evidence.items() if ev > 0}
+    speakers = {u.utterance: u.speaker for u in utts}
+    rebuilt = utterances_from_maps(on_screen, evidence, speakers)
+    assert rebuilt == utts
+    assert {c: a.name for c, a in assign_names(rebuilt).items()} == truth
 
 
 def test_reference_override_precedence():

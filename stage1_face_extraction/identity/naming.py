@@ -27,7 +27,7 @@ assignment.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from ..params import ConfigError
 
-__all__ = ["UtteranceFaces", "NamingConfig", "NameAssignment", "assign_names", "cooccurrence"]
+__all__ = ["UtteranceFaces", "NamingConfig", "NameAssignment", "assign_names", "cooccurrence", "utterances_from_maps"]
 
 
 @dataclass
@@ -68,6 +68,24 @@ class NameAssignment(NamedTuple):
     confidence: float
     support: float
     source: str  # "cooccurrence" | "reference"
+
+
+def utterances_from_maps(
+    on_screen: Mapping[Hashable, Iterable[int]],
+    evidence: Mapping[tuple[Hashable, int], float],
+    speakers: Mapping[Hashable, str | None],
+) -> list[UtteranceFaces]:
+    """Build :class:`UtteranceFaces` from three maps: clusters on screen per utterance, speaking evidence
+    per ``(utterance, cluster)`` (missing: 0; a key implies the cluster is on screen) and the speaker
+    per utterance. Utterances are those of any map, in first-seen order."""
+    order: dict[Hashable, None] = {}
+    for u in list(speakers) + list(on_screen) + [u for u, _ in evidence]:
+        order.setdefault(u, None)
+    out = [UtteranceFaces(u, speakers.get(u), {int(c): 0.0 for c in on_screen.get(u, ())}) for u in order]
+    by_id = {x.utterance: x for x in out}
+    for (u, c), ev in evidence.items():
+        by_id[u].evidence[int(c)] = float(ev)
+    return out
 
 
 def cooccurrence(utterances: Sequence[UtteranceFaces]) -> tuple[list[int], list[str], np.ndarray]:
