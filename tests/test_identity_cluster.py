@@ -63,7 +63,8 @@ def test_real_photos_cluster_by_person(dlib_photo_embeddings, method, metric):
     labels = cluster_tracks(emb, thr, method, metric=metric)
     truth = [person(s) for s in SINGLE]
     pur, com = purity_completeness(labels.tolist(), truth)
-    # measured: purity = completeness = 1.0 for all three (4 clusters for 4 people)
+    # measured: purity = completeness = 1.0 for all three (4 clusters for 4 people); perfect for any
+    # threshold in 0.30-0.56 (agglomerative) / 0.30-0.54 (hdbscan); same person <= 0.31, others >= 0.54
     assert (pur, com) == (1.0, 1.0), (labels, truth)
     assert len(set(labels.tolist())) == 4
 
@@ -110,6 +111,13 @@ def test_cannot_link_splits_co_visible_tracks(method, linkage):
     labels = cluster_tracks(emb, 0.6, method, linkage=linkage, cannot_link=pairs)
     for i, j in pairs:
         assert labels[i] != labels[j], (i, j, labels)
+
+
+def test_hdbscan_huge_epsilon_gives_one_cluster():
+    # scikit-learn's epsilon search fails when epsilon reaches the root; cluster_tracks falls back
+    emb, _ = _blobs(k=4, per=2, noise=0.1, seed=0)
+    assert cluster_tracks(emb, 1.9, "hdbscan").tolist() == [0] * 8
+    assert cluster_tracks(emb, 1.9, "hdbscan", cannot_link=[(0, 1)]).tolist()[:2] == [0, 1]
 
 
 def test_cannot_link_post_split_keeps_nearest_together():

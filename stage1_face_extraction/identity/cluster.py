@@ -210,11 +210,16 @@ def cluster_tracks(
         else:
             from sklearn.cluster import HDBSCAN
 
-            labels = HDBSCAN(
-                min_cluster_size=max(2, min_cluster_size), min_samples=1, metric="precomputed",
-                cluster_selection_epsilon=float(t), allow_single_cluster=True, copy=True,
-            ).fit_predict(d)
-            labels = labels.copy()
+            try:
+                labels = HDBSCAN(
+                    min_cluster_size=max(2, min_cluster_size), min_samples=1, metric="precomputed",
+                    cluster_selection_epsilon=float(t), allow_single_cluster=True, copy=True,
+                ).fit_predict(d)
+            except TypeError:
+                # scikit-learn 1.9's epsilon_search fails ("only 0-dimensional arrays ...") when a
+                # selected cluster climbs up to the root: epsilon merges everything, i.e. one cluster
+                labels = np.zeros(n, np.int64)
+            labels = np.array(labels, np.int64)
             # threshold guard: HDBSCAN attaches a lone far-away track to a cluster (it cannot make a
             # cluster of one); a track farther than t from every other member becomes noise
             for lab in set(labels.tolist()) - {-1}:
