@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _time(fn, repeat: int = 1) -> float:
