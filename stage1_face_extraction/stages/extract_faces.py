@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -85,16 +86,17 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
         for r in rows.itertuples()
         if r.utt_id not in records
     ]
-    # Clips already in a finished shard whose journal line was lost are redone for the record
-    # only; the writer returns their stored entry without rewriting the shard.
     if records:
         log.info("%s: resuming, %d of %d clips already done", split, len(records), len(plan))
     with open(journal_path, "a", encoding="utf-8") as jf, tqdm(total=len(plan), initial=len(records), desc=f"faces {split}", unit="clip") as bar:
         for job, res in runner.map(jobs):
-            writer.add(job.utt_id, res.crops)
             rec = res.record
+            # Journal first, then the shard: a clip in a finished shard always has its record, so
+            # a kill at any point never makes a resumed run redo a stored clip.
             jf.write(json.dumps(rec, default=float) + "\n")
             jf.flush()
+            os.fsync(jf.fileno())
+            writer.add(job.utt_id, res.crops)
             records[job.utt_id] = rec
             bar.update(1)
             bar.set_postfix_str(rec["status"])
