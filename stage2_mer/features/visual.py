@@ -11,7 +11,6 @@ Weights are only ever read from local files (never downloaded); torch files are 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
