@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 from skimage import data
 
+from stage1_face_extraction.demo.assets import load_t1 as _t1
 from stage1_face_extraction.detectors import (
     DEFAULT_DETECTOR,
     FaceDetector,
@@ -18,17 +16,14 @@ from stage1_face_extraction.detectors import (
     register_detector,
 )
 from stage1_face_extraction.detectors import base as det_base
-from stage1_face_extraction.detectors.scrfd import decode_outputs, nms, resolve_model_file
+from stage1_face_extraction.detectors.scrfd import (
+    decode_outputs,
+    nms,
+    resolve_model_file,
+)
 from stage1_face_extraction.params import ConfigError
 from stage1_face_extraction.tracking import iou_matrix
 from stage1_face_extraction.types import Detections
-
-
-def _t1() -> np.ndarray:
-    root = importlib.util.find_spec("insightface").submodule_search_locations[0]
-    img = cv2.imread(str(Path(root) / "data" / "images" / "t1.jpg"))
-    assert img is not None
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from stage1_face_extraction.demo.assets import load_t1 as _t1
 from stage1_face_extraction.shots import (
     ShotConfig,
     ShotDetector,
@@ -20,13 +20,6 @@ from stage1_face_extraction.shots import (
 )
 from stage1_face_extraction.types import Frame
 from stage1_face_extraction.video import iter_frames, write_video
-
-
-def _t1() -> np.ndarray:
-    root = importlib.util.find_spec("insightface").submodule_search_locations[0]
-    img = cv2.imread(str(Path(root) / "data" / "images" / "t1.jpg"))
-    assert img is not None
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")

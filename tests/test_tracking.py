@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -10,9 +9,15 @@ import numpy as np
 import pytest
 from skimage import data
 
+from stage1_face_extraction.demo.assets import load_t1 as _t1
 from stage1_face_extraction.detectors import create_detector
 from stage1_face_extraction.shots import ShotDetector, shot_boundaries
-from stage1_face_extraction.tracking import TrackerConfig, iou_matrix, smooth_boxes, track_faces
+from stage1_face_extraction.tracking import (
+    TrackerConfig,
+    iou_matrix,
+    smooth_boxes,
+    track_faces,
+)
 from stage1_face_extraction.types import Detections, Track
 from stage1_face_extraction.video import iter_frames, write_video
 
@@ -154,11 +159,6 @@ def test_detector_without_landmarks_and_bad_inputs():
 
 # ------------------------------------------------------------------------------------ real faces
 
-
-def _t1() -> np.ndarray:
-    root = importlib.util.find_spec("insightface").submodule_search_locations[0]
-    img = cv2.imread(str(Path(root) / "data" / "images" / "t1.jpg"))
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")

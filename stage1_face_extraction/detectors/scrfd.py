@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..onnx_pack import resolve_pack_file
 from ..params import ConfigError
 from ..types import Detections
 from .base import FaceDetector, register_detector
@@ -38,24 +39,10 @@ _PREFERRED_FILES = ("det_10g.onnx", "det_2.5g.onnx", "det_500m.onnx", "scrfd_10g
 def resolve_model_file(model: str | os.PathLike) -> Path:
     """``model`` as an .onnx file: a file path, or a pack folder holding det_10g.onnx (or one
     ``det_*.onnx``). Raises FileNotFoundError naming the path and where to get buffalo_l."""
-    p = Path(os.path.expanduser(str(model)))
-    hint = (
-        "SCRFD weights are not bundled and are never downloaded: get buffalo_l.zip from the "
-        "insightface model zoo (https://github.com/deepinsight/insightface/tree/master/model_zoo), "
-        "unzip it (e.g. to ~/.insightface/models/buffalo_l) and pass that folder or its "
-        "det_10g.onnx as model="
+    return resolve_pack_file(
+        model, _PREFERRED_FILES, lambda d: sorted(d.glob("det_*.onnx")) or sorted(d.glob("*scrfd*.onnx")),
+        "SCRFD", "detector",
     )
-    if p.is_file():
-        return p
-    if p.is_dir():
-        for name in _PREFERRED_FILES:
-            if (p / name).is_file():
-                return p / name
-        dets = sorted(p.glob("det_*.onnx")) or sorted(p.glob("*scrfd*.onnx"))
-        if len(dets) == 1:
-            return dets[0]
-        raise FileNotFoundError(f"no SCRFD detector .onnx (det_10g.onnx) in folder {p}. {hint}")
-    raise FileNotFoundError(f"SCRFD model not found: {p}. {hint}")
 
 
 def anchor_centers(height: int, width: int, stride: int, num_anchors: int) -> np.ndarray:

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from ..align import TEMPLATE_UV, similarity_transform, warp_crop
+from ..onnx_pack import resolve_pack_file
 from ..params import ConfigError
 from .base import FaceEmbedder, register_embedder
 
@@ -53,29 +54,14 @@ ARCFACE_TEMPLATE = np.array(
 )
 INPUT_SIZE = 112
 
-_HINT = (
-    "ArcFace weights are not bundled and are never downloaded: get buffalo_l.zip from the insightface "
-    "model zoo (https://github.com/deepinsight/insightface/tree/master/model_zoo), unzip it (e.g. to "
-    "~/.insightface/models/buffalo_l) and pass that folder or its w600k_r50.onnx as model="
-)
-
-
 def resolve_model_file(model: str | os.PathLike) -> Path:
     """``model`` as an .onnx file: a file path, or a pack folder holding w600k_r50.onnx (or exactly one
     recognition-looking ``.onnx``). Raises FileNotFoundError naming the path and where to get buffalo_l."""
-    p = Path(os.path.expanduser(str(model)))
-    if p.is_file():
-        return p
-    if p.is_dir():
-        for name in _PREFERRED_FILES:
-            if (p / name).is_file():
-                return p / name
-        rec = [f for f in sorted(p.glob("*.onnx")) if not f.name.startswith(_NON_RECOGNITION_PREFIXES)]
-        if len(rec) == 1:
-            return rec[0]
-        found = ", ".join(f.name for f in sorted(p.glob("*.onnx"))) or "no .onnx files"
-        raise FileNotFoundError(f"no ArcFace recognition .onnx (w600k_r50.onnx) in folder {p} ({found}). {_HINT}")
-    raise FileNotFoundError(f"ArcFace model not found: {p}. {_HINT}")
+    return resolve_pack_file(
+        model, _PREFERRED_FILES,
+        lambda d: [f for f in sorted(d.glob("*.onnx")) if not f.name.startswith(_NON_RECOGNITION_PREFIXES)],
+        "ArcFace", "recognition",
+    )
 
 
 def box_landmarks(box: np.ndarray) -> np.ndarray:
