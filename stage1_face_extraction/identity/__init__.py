@@ -14,6 +14,7 @@ distance < ``embedder.distance_threshold`` (cosine >= ``1 - t**2 / 2``).
 
 from __future__ import annotations
 
+from .arcface import ArcFaceEmbedder
 from .base import (
     FaceEmbedder,
     cosine_threshold,
@@ -24,10 +25,15 @@ from .base import (
     list_embedders,
     register_embedder,
 )
-from .arcface import ArcFaceEmbedder
 from .dlib_resnet import DlibResnetEmbedder
 from .inception_resnet_v1 import InceptionResnetV1Embedder
-from .reference import NoFaceError, embed_image_faces, load_references, match_tracks, reference_layout
+from .reference import (
+    NoFaceError,
+    embed_image_faces,
+    load_references,
+    match_tracks,
+    reference_layout,
+)
 
 DEFAULT_EMBEDDER = "dlib_resnet"
 

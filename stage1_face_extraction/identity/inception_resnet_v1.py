@@ -2,7 +2,7 @@
 
 Weights are NEVER downloaded. They come from, in this order:
 
-* ``weights=PATH``: a state_dict file (``torch.load(PATH, map_location='cpu', weights_only=True)``),
+* ``weights=PATH``: a state_dict file (safetensors, or torch with ``weights_only=True``),
   e.g. facenet-pytorch's ``20180402-114759-vggface2.pt``;
 * ``pretrained='vggface2'`` (default) or ``'casia-webface'``: facenet-pytorch's own cache,
   ``$TORCH_HOME/checkpoints/20180402-114759-vggface2.pt`` / ``20180408-102900-casia-webface.pt``
@@ -34,6 +34,7 @@ import numpy as np
 
 from ..align import align_face
 from ..params import ConfigError
+from ..weights import load_state_dict
 from .base import FaceEmbedder, register_embedder
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,29 @@ def resolve_weights(weights: str | os.PathLike | None, pretrained: str) -> Path:
     )
 
 
+def load_facenet(weights: str | os.PathLike | None = None, pretrained: str = "vggface2", random_init: bool = False):
+    """facenet-pytorch ``InceptionResnetV1(classify=False)`` in eval mode, on the CPU, with the weights
+    of :func:`resolve_weights` (``logits.*`` dropped, every other key must match) or, only when
+    ``random_init`` and no ``weights`` are given, random ones (logged). ``.weights_file`` tells which."""
+    from facenet_pytorch import InceptionResnetV1
+
+    if pretrained not in CHECKPOINTS:
+        raise ConfigError(f"pretrained must be one of {sorted(CHECKPOINTS)}, got {pretrained!r}")
+    net = InceptionResnetV1(pretrained=None, classify=False)
+    if random_init and weights is None:
+        logger.warning("inception_resnet_v1 with RANDOM weights: outputs carry no identity (tests/demo only)")
+        net.weights_file = None
+    else:
+        net.weights_file = resolve_weights(weights, pretrained)
+        state = {k: v for k, v in load_state_dict(net.weights_file).items() if not k.startswith("logits.")}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{net.weights_file} is not an InceptionResnetV1 state_dict: {e}") from None
+        logger.info("inception_resnet_v1: loaded %s", net.weights_file)
+    return net.eval()
+
+
 @register_embedder("inception_resnet_v1")
 class InceptionResnetV1Embedder(FaceEmbedder):
     """FaceNet InceptionResnetV1 (facenet-pytorch), 512-d.
@@ -107,29 +131,16 @@ class InceptionResnetV1Embedder(FaceEmbedder):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         import torch
-        from facenet_pytorch import InceptionResnetV1
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = str(device)
         self.margin = float(margin)
         self.batch_size = int(batch_size)
-        net = InceptionResnetV1(pretrained=None, classify=False)
-        if random_init and weights is None:
-            logger.warning("inception_resnet_v1 with RANDOM weights: embeddings carry no identity (tests/demo only)")
-            self.weights_file = None
-        else:
-            self.weights_file = resolve_weights(weights, pretrained)
-            state = torch.load(self.weights_file, map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-                state = state["state_dict"]
-            state = {k: v for k, v in state.items() if not k.startswith("logits.")}
-            try:
-                net.load_state_dict(state, strict=True)
-            except RuntimeError as e:
-                raise ValueError(f"{self.weights_file} is not an InceptionResnetV1 state_dict: {e}") from None
+        self._net = load_facenet(weights, pretrained, random_init)
+        self.weights_file = self._net.weights_file
         self._torch = torch
-        self._net = net.eval().to(self.device)
+        self._net = self._net.to(self.device)
 
     def crops(self, images: list[np.ndarray], boxes: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
         """(N, 160, 160, 3) uint8 aligned RGB crops."""

@@ -16,47 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
+from stage1_face_extraction.identity.inception_resnet_v1 import (
+    CHECKPOINTS,
+    load_facenet,
+)
 from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.weights import load_state_dict
 
 from .registry import PER_FACE_FRAME, Contract, VisualExtractor, register_extractor
 
 logger = logging.getLogger(__name__)
 
 #: facenet-pytorch's torch-hub cache file names (``$TORCH_HOME/checkpoints/<name>``).
-FACENET_FILES = {
-    "vggface2": "20180402-114759-vggface2.pt",
-    "casia-webface": "20180408-102900-casia-webface.pt",
-}
-
-
-def load_state_dict(path: str | Path) -> dict:
-    """A state dict from a ``.safetensors`` file or a torch file (``weights_only=True``, no pickle).
-
-    A torch file holding ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped.
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(sd).__name__}")
-    return sd
-
-
-def torch_checkpoint_dir() -> Path:
-    """``$TORCH_HOME/checkpoints`` (torch.hub's cache, where facenet-pytorch keeps its weights)."""
-    import torch.hub
-
-    return Path(torch.hub.get_dir()).parent / "checkpoints"  # get_dir() is $TORCH_HOME/hub
+FACENET_FILES = CHECKPOINTS
 
 
 @register_extractor("inception_resnet_v1")
@@ -83,27 +55,12 @@ class InceptionResnetV1Extractor(VisualExtractor):
         **common,
     ) -> None:
         super().__init__(**common)
-        if pretrained not in FACENET_FILES:
-            raise ConfigError(f"pretrained must be one of {sorted(FACENET_FILES)}, got {pretrained!r}")
-        from facenet_pytorch import InceptionResnetV1
-
-        self.pretrained = pretrained
-        self.module = InceptionResnetV1(pretrained=None, classify=False).eval()
         if random_init:
             warnings.warn("inception_resnet_v1 with random_init=True: features are meaningless (demo/tests only)",
                           stacklevel=2)
-            self.weights = None
-        else:
-            path = Path(weights) if weights is not None else torch_checkpoint_dir() / FACENET_FILES[pretrained]
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"InceptionResnetV1 weights not found: {path} (expected facenet-pytorch's "
-                    f"{FACENET_FILES[pretrained]}; put it there or set `weights`, or random_init: true for a demo)"
-                )
-            sd = {k: v for k, v in load_state_dict(path).items() if not k.startswith("logits.")}
-            self.module.load_state_dict(sd, strict=True)
-            self.weights = str(path)
-            logger.info("inception_resnet_v1: loaded %s", path)
+        self.pretrained = pretrained
+        self.module = load_facenet(None if random_init else weights, pretrained, random_init)
+        self.weights = None if self.module.weights_file is None else str(self.module.weights_file)
         self.module.to(self.device)
 
     @property
