@@ -1,11 +1,11 @@
-"""Visual (per-face-frame) extractors: ``inception_resnet_v1``, ``timm``, ``dlib_resnet``.
+"""Visual (per-face-frame) extractors: ``inception_resnet_v1``, ``timm``, ``dlib_resnet``, ``arcface_onnx``.
 
 Input: Stage-1 face crops of one utterance, ``(N, 160, 160, 3) uint8 RGB``
 (:class:`stage1_face_extraction.store.FaceShardReader`). Output: ``(N, D) float32``, one row per
 face frame, in frame order (FacialMMT: InceptionResNetV1, D = 512).
 
 Weights are only ever read from local files (never downloaded); torch files are loaded with
-``weights_only=True``.
+``weights_only=True``; ONNX graphs run on onnxruntime.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stage1_face_extraction.identity.arcface import DEFAULT_MODEL as ARCFACE_DEFAULT_MODEL
 from stage1_face_extraction.identity.inception_resnet_v1 import (
     CHECKPOINTS,
     load_facenet,
@@ -186,3 +187,59 @@ class DlibResnetExtractor(VisualExtractor):
         n, h, w = faces.shape[:3]
         boxes = np.tile(np.array([[0, 0, w, h]], np.float32), (n, 1))  # (N, 4) whole crop
         return self._embedder.embed(list(faces), boxes).astype(np.float32)  # (N, 128)
+
+
+@register_extractor("arcface_onnx")
+class ArcFaceOnnxExtractor(VisualExtractor):
+    """insightface ArcFace recognition ONNX (buffalo_l's ``w600k_r50.onnx``: 512-d) per face crop.
+
+    Loading, alignment and normalisation are the Stage-1 identity embedder's
+    (:class:`stage1_face_extraction.identity.arcface.ArcFaceEmbedder`): each crop is re-aligned to
+    the ArcFace 112x112 five-point template from landmarks guessed with the mean MTCNN positions
+    inside the whole crop (right for Stage-1 / FacSeqs-160 crops, which are MTCNN-style), then fed as
+    ``(x - 127.5) / 127.5`` RGB (raw pixels for old graphs that normalise inside). Output is
+    L2-normalised (as the embedder's); D is read from the graph's output shape (512 when dynamic).
+
+    Args:
+        model: an ``.onnx`` file or an unpacked insightface pack folder (default
+            ``~/.insightface/models/buffalo_l``); a missing one is a FileNotFoundError naming the
+            path and where to get buffalo_l. Never downloaded.
+        device: ``auto`` (CUDA when onnxruntime has it), ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_size: crops per run (a graph with a fixed batch size imposes its own).
+    """
+
+    def __init__(self, *, model: str | Path = ARCFACE_DEFAULT_MODEL, device: str = "auto", batch_size: int = 32) -> None:
+        super().__init__(batch_size=batch_size, device="cpu", amp=False)  # torch is not used
+        from stage1_face_extraction.identity import create_embedder
+
+        self._embedder = create_embedder("arcface", model=str(model), device=device, batch_size=int(batch_size))
+        self.model_file = str(self._embedder.model_file)
+        self.device = self._embedder.device  # onnxruntime device
+        self.batch_size = self._embedder.batch_size
+
+    @property
+    def contract(self) -> Contract:
+        e = self._embedder
+        inside = e.input_mean == 0.0 and e.input_std == 1.0
+        return Contract(
+            modality="visual",
+            dim=int(e.dim),
+            frame_rate=PER_FACE_FRAME,
+            image_size=(e.input_size, e.input_size),
+            mean=(e.input_mean / 255,) * 3,
+            std=(e.input_std / 255,) * 3,
+            normalization=(f"(x - {e.input_mean:g}) / {e.input_std:g} on 0..255 RGB"
+                           + (" (the graph normalises inside)" if inside else "")
+                           + ", after re-aligning the crop to the ArcFace 112x112 template"),
+        )
+
+    def _forward(self, x):  # pragma: no cover - extract() is overridden
+        raise NotImplementedError
+
+    def extract(self, faces: np.ndarray) -> np.ndarray:
+        faces = np.asarray(faces)
+        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
+            raise ValueError(f"faces must be (N, H, W, 3) uint8 RGB, got {faces.dtype} {faces.shape}")
+        n, h, w = faces.shape[:3]
+        boxes = np.tile(np.array([[0, 0, w, h]], np.float32), (n, 1))  # (N, 4) whole crop
+        return self._embedder.embed(list(faces), boxes).astype(np.float32)  # (N, D)
