@@ -2,10 +2,12 @@
 
     facialmmt-faces VIDEO... --out DIR [--speaker NAME [--reference IMAGE_OR_DIR]] [--preview] [--params params.yaml]
 
-``--reference`` names the face tracks from reference photos (dlib ResNet embeddings): one image or
-a folder of images of ``--speaker`` (required then), or a folder of ``NAME/`` sub-folders (one per
-person; ``--speaker`` picks whom to select). Only the tracks matched to ``--speaker`` are eligible
-(when any is); the manifest frames and track summaries carry ``identity`` / ``identity_score``.
+``--reference`` names the face tracks from reference photos (the ``stage1.identity.embedder``,
+dlib ResNet by default): one image or a folder of images of ``--speaker`` (required then), or a
+folder of ``NAME/`` sub-folders (one per person; ``--speaker`` picks whom to select). The video's
+tracks are clustered and named as a dialogue's are (``identity.group``). Only the tracks named
+``--speaker`` are eligible (when any is); the manifest frames and track summaries carry
+``identity`` / ``identity_score`` / ``cluster``.
 
 Writes, in DIR: face shards + ``index.jsonl`` (read them with
 ``stage1_face_extraction.store.FaceShardReader``), ``manifest.jsonl`` (one record per video, see
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         section = load_params(args.params).get("stage1", {}) if args.params else {}
         cfg = from_dict(Stage1Config, section, "stage1")
         pipe = FacePipeline(cfg)  # checks the detector / scorer names and keys (stage1.detector.*, ...)
-    except (ConfigError, ValueError, TypeError) as exc:
+    except (ConfigError, ValueError, TypeError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
     if args.out.exists() and not args.out.is_dir():
@@ -77,20 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     references = None
     embedder = None
     if args.reference is not None:
-        from stage1_face_extraction.identity import (
-            DEFAULT_EMBEDDER,
-            NoFaceError,
-            create_embedder,
-            load_references,
-            reference_layout,
-        )
+        from stage1_face_extraction.identity import NoFaceError, load_references, reference_layout
 
         try:
             layout = reference_layout(args.reference)
             if layout != "named_folders" and not args.speaker:
                 log.error("--reference %s is a single person's photo(s): give their name with --speaker", args.reference)
                 return 2
-            embedder = create_embedder(DEFAULT_EMBEDDER)
+            embedder = pipe.identity_embedder or cfg.identity.create_embedder()
             references = load_references(args.reference, name=args.speaker, embedder=embedder)
         except NoFaceError as exc:
             log.error("--reference: no face found in %s", exc.path)

@@ -1,20 +1,32 @@
-"""Run the per-clip pipeline over many clips: in-process or in a local process pool.
+"""Run the pipeline over many clips: in-process or in a local process pool, grouped for identity.
 
 Each worker builds its :class:`~stage1_face_extraction.pipeline.FacePipeline` once (models loaded
 once per worker) and limits torch to ``torch_threads`` threads, so ``workers`` processes share the
-cores instead of oversubscribing them. Results come back in submission order, which keeps the
-shards and the manifest byte-identical whatever the number of workers.
+cores instead of oversubscribing them.
+
+Clips are processed in two steps (``FacePipeline.analyse`` then ``finish``). When the identity step
+is on (``stage1.identity.scope`` other than ``none``), the clips of one group (``ClipJob.group``,
+e.g. a dialogue) are all analysed, their tracks clustered and named in the parent process
+(``identity.group.identify_group``, milliseconds), and then each clip is finished with its tracks'
+names. The analyses of the next groups keep the workers busy meanwhile (a look-ahead window of
+clips). Results come back in submission order, and nothing depends on the number of workers or on
+completion order, which keeps the shards and the manifest byte-identical for any ``workers``.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
-from stage1_face_extraction.pipeline import ClipResult, FacePipeline, Stage1Config
+import numpy as np
+
+from stage1_face_extraction.identity.base import embedder_class
+from stage1_face_extraction.identity.group import GroupIdentity, identify_group
+from stage1_face_extraction.pipeline import ClipAnalysis, ClipResult, FacePipeline, Stage1Config
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +39,8 @@ class ClipJob:
     utt_id: str | None = None
     speaker: str | None = None
     clip: str | None = None  # name recorded in the manifest (relative path)
+    group: str | None = None  # clips of one group are identified together (None: the clip alone)
+    write: bool = True  # False: analysed only for its group's identity step (already stored: resume)
 
 
 _WORKER: FacePipeline | None = None
@@ -40,26 +54,46 @@ def _init_worker(cfg: Stage1Config) -> None:
     _WORKER = FacePipeline(cfg)
 
 
-def _run(job: ClipJob) -> ClipResult:
-    assert _WORKER is not None, "worker not initialised"
-    return _safe_process(_WORKER, job)
+def _failed(job: ClipJob, exc: Exception) -> dict:
+    log.error("%s: unexpected failure", job.path, exc_info=exc)
+    return {
+        "clip": job.clip or job.path, "utt_id": job.utt_id, "status": "decode_error",
+        "fps": None, "n_frames": 0, "frames": [], "tracks": [], "speaker": job.speaker,
+        "reason": f"{type(exc).__name__}: {exc}", "timings": {},
+    }
 
 
-def _safe_process(pipe: FacePipeline, job: ClipJob) -> ClipResult:
+def _safe_analyse(pipe: FacePipeline, job: ClipJob) -> ClipAnalysis:
     """One clip never stops the run: an unexpected error becomes a decode_error record."""
     try:
-        return pipe.process(job.path, utt_id=job.utt_id, speaker=job.speaker, clip=job.clip)
+        return pipe.analyse(job.path, utt_id=job.utt_id, speaker=job.speaker, clip=job.clip,
+                            embed=pipe.cfg.identity.enabled)
     except Exception as exc:  # noqa: BLE001 - recorded per clip, logged with the traceback
-        log.exception("%s: unexpected failure", job.path)
-        import numpy as np
+        return ClipAnalysis(path=job.path, record=_failed(job, exc), final=True)
 
+
+def _safe_finish(pipe: FacePipeline, job: ClipJob, analysis: ClipAnalysis, identities) -> ClipResult:
+    try:
+        return pipe.finish(analysis, identities)
+    except Exception as exc:  # noqa: BLE001
         size = pipe.cfg.face_size
-        rec = {
-            "clip": job.clip or job.path, "utt_id": job.utt_id, "status": "decode_error",
-            "fps": None, "n_frames": 0, "frames": [], "tracks": [], "speaker": job.speaker,
-            "reason": f"{type(exc).__name__}: {exc}", "timings": {},
-        }
-        return ClipResult(rec, np.zeros((0, size, size, 3), np.uint8))
+        return ClipResult(_failed(job, exc), np.zeros((0, size, size, 3), np.uint8))
+
+
+def _run_analyse(job: ClipJob) -> ClipAnalysis:
+    assert _WORKER is not None, "worker not initialised"
+    return _safe_analyse(_WORKER, job)
+
+
+def _run_finish(job: ClipJob, analysis: ClipAnalysis, identities) -> ClipResult:
+    assert _WORKER is not None, "worker not initialised"
+    return _safe_finish(_WORKER, job, analysis, identities)
+
+
+def _done(value) -> Future:
+    fut: Future = Future()
+    fut.set_result(value)
+    return fut
 
 
 class ClipRunner:
@@ -68,14 +102,19 @@ class ClipRunner:
     Use as a context manager so the pool (and the models each worker loaded) is reused for every
     :meth:`map` call, e.g. one per split::
 
-        with ClipRunner(cfg) as runner:
-            for job, result in runner.map(jobs):
+        with ClipRunner(cfg, references=refs) as runner:
+            for job, result in runner.map(jobs, on_group=reports.append):
                 ...
+
+    ``references``: ``{name: (K, D) embeddings}`` of the identity embedder (reference photos,
+    ``identity.load_references``), or None.
     """
 
-    def __init__(self, cfg: Stage1Config, workers: int | None = None) -> None:
+    def __init__(self, cfg: Stage1Config, workers: int | None = None,
+                 references: Mapping[str, np.ndarray] | None = None) -> None:
         self.cfg = cfg
         self.workers = cfg.workers if workers is None else int(workers)
+        self.references = references
         self._pool: ProcessPoolExecutor | None = None
         self._pipe: FacePipeline | None = None
         self._saved_threads: int | None = None
@@ -86,6 +125,14 @@ class ClipRunner:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.cfg,)
             )
+        else:
+            # Same torch thread count as a worker process: float results (hence boxes, crops and
+            # shard bytes) depend on it, and must not depend on the number of workers.
+            import torch
+
+            self._saved_threads = torch.get_num_threads()
+            torch.set_num_threads(max(1, self.cfg.torch_threads))
+            self._pipe = FacePipeline(self.cfg)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -98,22 +145,76 @@ class ClipRunner:
             torch.set_num_threads(self._saved_threads)
             self._saved_threads = None
 
-    def map(self, jobs: Iterable[ClipJob]) -> Iterator[tuple[ClipJob, ClipResult]]:
-        """Yield ``(job, result)`` in job order."""
-        jobs = list(jobs)
+    def _analyse(self, job: ClipJob) -> Future:
         if self._pool is None:
-            if self._pipe is None:
-                # Same torch thread count as a worker process: float results (hence boxes, crops
-                # and shard bytes) depend on it, and must not depend on the number of workers.
-                import torch
+            return _done(_safe_analyse(self._pipe, job))
+        return self._pool.submit(_run_analyse, job)
 
-                self._saved_threads = torch.get_num_threads()
-                torch.set_num_threads(max(1, self.cfg.torch_threads))
-                self._pipe = FacePipeline(self.cfg)
-            for job in jobs:
-                yield job, _safe_process(self._pipe, job)
-            return
-        yield from zip(jobs, self._pool.map(_run, jobs, chunksize=1))
+    def _finish(self, job: ClipJob, analysis: ClipAnalysis, identities) -> Future:
+        if self._pool is None:
+            return _done(_safe_finish(self._pipe, job, analysis, identities))
+        return self._pool.submit(_run_finish, job, analysis, identities)
+
+    def map(
+        self, jobs: Iterable[ClipJob], on_group: Callable[[GroupIdentity], None] | None = None
+    ) -> Iterator[tuple[ClipJob, ClipResult]]:
+        """Yield ``(job, result)`` for the jobs with ``write=True``, in job order.
+
+        Jobs of one ``group`` must be contiguous. With the identity step on, ``on_group`` gets each
+        group's :class:`GroupIdentity` (clusters, names; ``.report()``) before its clips are
+        finished.
+        """
+        if self._pool is None and self._pipe is None:
+            raise RuntimeError("use ClipRunner as a context manager")
+        ident = self.cfg.identity
+        threshold = embedder_class(ident.embedder["name"]).distance_threshold if ident.enabled else 0.0
+        groups: OrderedDict[str, list[ClipJob]] = OrderedDict()
+        last = None
+        for k, job in enumerate(jobs):
+            key = job.group if job.group is not None else f"#{k}"
+            if key in groups and key != last:
+                raise ValueError(f"jobs of group {key!r} are not contiguous")
+            groups.setdefault(key, []).append(job)
+            last = key
+        window = max(4, 3 * max(1, self.workers))  # clips analysed ahead of the group being finished
+        todo = iter(groups.items())
+        analysing: deque[tuple[str, list[ClipJob], list[Future]]] = deque()
+        in_flight = 0
+        finishing: deque[tuple[ClipJob, Future]] = deque()
+
+        def fill() -> None:
+            nonlocal in_flight
+            while in_flight < window:
+                nxt = next(todo, None)
+                if nxt is None:
+                    return
+                key, gjobs = nxt
+                analysing.append((key, gjobs, [self._analyse(j) for j in gjobs]))
+                in_flight += len(gjobs)
+
+        fill()
+        while analysing:
+            key, gjobs, futs = analysing.popleft()
+            analyses = [f.result() for f in futs]
+            in_flight -= len(futs)
+            fill()
+            gi = None
+            if ident.enabled:
+                faces = [f for a in analyses for f in a.faces]
+                speakers = {str(j.utt_id or j.path): j.speaker for j in gjobs}
+                gi = identify_group(key if gjobs[0].group is not None else str(gjobs[0].utt_id or gjobs[0].path),
+                                    faces, speakers, ident, threshold, self.references)
+                if on_group is not None:
+                    on_group(gi)
+            for job, a in zip(gjobs, analyses):
+                if job.write:
+                    finishing.append((job, self._finish(job, a, gi.of(str(job.utt_id or job.path)) if gi else None)))
+            while finishing and (finishing[0][1].done() or len(finishing) > 2 * window):
+                job, fut = finishing.popleft()
+                yield job, fut.result()
+        while finishing:
+            job, fut = finishing.popleft()
+            yield job, fut.result()
 
 
 def run_jobs(cfg: Stage1Config, jobs: Iterable[ClipJob], workers: int | None = None) -> Iterator[tuple[ClipJob, ClipResult]]:

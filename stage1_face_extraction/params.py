@@ -81,11 +81,16 @@ def _dataclass_type(hint: Any) -> type | None:
 
 
 def load_section(path: str | Path, section: str, cls: type[T]) -> T:
-    """Read section ``section`` of params file ``path`` into dataclass ``cls``."""
-    params = load_params(path)
-    if section not in params:
-        raise ConfigError(f"{path}: no section '{section}' (sections: {', '.join(sorted(params))})")
-    return from_dict(cls, params[section], section)
+    """Read section ``section`` of params file ``path`` into dataclass ``cls``; a dotted ``section``
+    (``features.visual``) names a nested mapping."""
+    node: Any = load_params(path)
+    for i, part in enumerate(section.split(".")):
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(section.split(".")[:i]) or str(path)
+            have = ", ".join(sorted(node)) if isinstance(node, dict) else "not a mapping"
+            raise ConfigError(f"{path}: no section '{section}' ({where}: {have})")
+        node = node[part]
+    return from_dict(cls, node, section)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

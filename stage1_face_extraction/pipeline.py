@@ -1,4 +1,4 @@
-"""One clip in, one result out: decode -> shots -> detect -> track -> speaking scores -> select -> crops.
+"""One clip in, one result out: decode -> shots -> detect -> track -> speaking scores -> [identity] -> select -> crops.
 
 The clip is decoded three times, streamed (PyAV decodes 640x360 at ~900 fps here, the face
 detector is the cost), so memory never grows with clip length:
@@ -6,8 +6,16 @@ detector is the cost), so memory never grows with clip length:
 1. shots + face detection every ``detector.stride`` frames (and on the first frame of every shot),
    batched; boxes are tracked inside shots and interpolated between detections;
 2. the patches the active-speaker scorer declares (mouth regions for ``av_sync``) for every track
-   row, plus a small appearance descriptor per track (cross-shot identity consistency);
+   row, a small appearance descriptor per track (cross-shot consistency without names) and, when
+   the identity step is on, ``identity.frames_per_track`` faces per track for the identity embedder;
 3. aligned ``face_size`` crops for the selected frames only.
+
+Passes 1-2 are :meth:`FacePipeline.analyse` (-> :class:`ClipAnalysis`), pass 3 with the selection
+is :meth:`FacePipeline.finish`. Between them, the caller may run the identity step over a whole
+group of analysed clips (``identity.group.identify_group``: cluster a dialogue's tracks, name the
+clusters from the transcript's speakers) and hand each clip its tracks' names; the
+``extract_faces`` stage does that per dialogue. :meth:`FacePipeline.process` runs all of it on one
+clip (the identity step only with reference photos).
 
 The result is a manifest record (schema in ``SCHEMA.md``) plus the crops (N, S, S, 3) uint8 RGB.
 Statuses: ``ok``; ``no_face`` (no face track); ``no_speaker`` (faces, but none speaks with
@@ -29,7 +37,9 @@ import numpy as np
 from stage1_face_extraction.align import align_face
 from stage1_face_extraction.asd import create_scorer, extract_patch
 from stage1_face_extraction.detectors import create_detector
-from stage1_face_extraction.select import SelectConfig, select_speaker
+from stage1_face_extraction.identity.base import l2_normalize
+from stage1_face_extraction.identity.group import IdentityConfig, TrackFace, identify_group
+from stage1_face_extraction.select import SelectConfig, select_speaker, track_evidence
 from stage1_face_extraction.shots import ShotConfig, ShotDetector
 from stage1_face_extraction.tracking import TrackerConfig, track_faces
 from stage1_face_extraction.types import Detections, Track
@@ -38,6 +48,7 @@ from stage1_face_extraction.video import DecodeError, NoAudioError, iter_frames,
 log = logging.getLogger(__name__)
 
 AUDIO_SR = 16000
+THUMB_SIZE = 96  # identity-sheet thumbnails
 
 
 def _default_detector() -> dict[str, Any]:
@@ -70,6 +81,7 @@ class Stage1Config:
     shots: ShotConfig = field(default_factory=ShotConfig)
     tracking: TrackerConfig = field(default_factory=TrackerConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
 
     def __post_init__(self) -> None:
         for key in ("detector", "asd"):
@@ -90,6 +102,29 @@ class ClipResult:
     tracks: list[Track] = field(default_factory=list)  # for previews; not serialised
 
 
+@dataclass
+class ClipAnalysis:
+    """What :meth:`FacePipeline.analyse` found in one clip (passes 1-2), input of :meth:`FacePipeline.finish`."""
+
+    path: str
+    record: dict[str, Any]  # manifest record so far
+    final: bool = False  # the status is already decided (missing, decode_error): nothing to finish
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_frames,) seconds
+    tracks: list[Track] = field(default_factory=list)  # with per-frame speaking scores
+    voiced: np.ndarray | None = None  # (n_frames,) bool voice activity, None without audio / VAD
+    descriptors: dict[int, np.ndarray] = field(default_factory=dict)  # appearance, per track
+    has_audio: bool = False
+    faces: list[TrackFace] = field(default_factory=list)  # identity embeddings (embed=True)
+
+
+def identity_rows(track: Track, k: int) -> set[int]:
+    """Rows of ``track`` to embed: the ``k`` best-scored detected rows, one from each of ``k``
+    equal parts of the track (spread over it, so one bad moment does not decide)."""
+    rows = np.flatnonzero(track.detected) if track.detected.any() else np.arange(len(track))
+    parts = np.array_split(rows, min(k, len(rows)))
+    return {int(p[np.argmax(track.scores[p])]) for p in parts if len(p)}
+
+
 def _empty_crops(size: int) -> np.ndarray:
     return np.zeros((0, size, size, 3), np.uint8)
 
@@ -107,7 +142,9 @@ class FacePipeline:
         self.detector = create_detector(det_name, **det_cfg)
         asd_cfg = dict(cfg.asd)
         self.scorer = create_scorer(asd_cfg.pop("name"), **asd_cfg)
-        self.identity_embedder = None  # FaceEmbedder; created on first use (only when references are given)
+        # FaceEmbedder of stage1.identity.embedder; created here when the identity step is on, or
+        # set by the caller (the CLI creates it for --reference)
+        self.identity_embedder = cfg.identity.create_embedder() if cfg.identity.enabled else None
 
     # --------------------------------------------------------------------------------- passes
 
@@ -159,8 +196,9 @@ class FacePipeline:
     def _patch_pass(self, path: str, tracks: list[Track], id_frames: int = 0) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
         """Pass 2. ASD patches per track row and an appearance descriptor per track.
 
-        With ``id_frames`` > 0, up to that many detected (frame, box, landmarks) samples per track are
-        kept in ``track.extra["id_samples"]`` for :meth:`_identify`.
+        With ``id_frames`` > 0, up to that many (frame, box, landmarks) samples of the best-detected
+        rows of every track of at least ``select.min_track_frames`` rows are kept in
+        ``track.extra["id_samples"]`` for :meth:`_embed_tracks`.
         """
         spec = self.scorer.input_spec
         active: dict[int, list[Track]] = {}
@@ -170,11 +208,12 @@ class FacePipeline:
         patches: dict[int, list[np.ndarray]] = {t.track_id: [] for t in tracks}
         # descriptor frames: up to 5 detected rows spread over the track
         desc_rows = {}
+        id_rows: dict[int, set[int]] = {}
         for t in tracks:
             rows = np.flatnonzero(t.detected) if t.detected.any() else np.arange(len(t))
             desc_rows[t.track_id] = set(rows[np.linspace(0, len(rows) - 1, min(5, len(rows))).astype(int)].tolist())
-            if id_frames > 0:
-                t.extra["id_rows"] = set(rows[np.linspace(0, len(rows) - 1, min(id_frames, len(rows))).astype(int)].tolist())
+            if id_frames > 0 and len(t) >= self.cfg.select.min_track_frames:
+                id_rows[t.track_id] = identity_rows(t, id_frames)
                 t.extra["id_samples"] = []
         desc: dict[int, list[np.ndarray]] = {t.track_id: [] for t in tracks}
         last = max(active) if active else -1
@@ -189,28 +228,37 @@ class FacePipeline:
                     face = align_face(fr.image, lm, t.boxes[r], size=32)
                     g = face.astype(np.float32).mean(axis=2).ravel()
                     desc[t.track_id].append((g - g.mean()) / (g.std() + 1e-6))
-                if id_frames > 0 and r in t.extra["id_rows"]:
+                if r in id_rows.get(t.track_id, ()):
                     t.extra["id_samples"].append((fr.image, t.boxes[r], lm))
         out = [np.stack(patches[t.track_id]).astype(np.float32) for t in tracks]
         descriptors = {tid: np.mean(v, axis=0) for tid, v in desc.items() if v}
         return out, descriptors
 
-    def _identify(self, tracks: list[Track], references: dict[str, np.ndarray]) -> None:
-        """Embed each track's ``id_samples`` and set ``identity`` / ``identity_score`` from ``references``."""
-        from stage1_face_extraction.identity import create_embedder, match_tracks
-
-        if self.identity_embedder is None:
-            self.identity_embedder = create_embedder("dlib_resnet")
+    def _embed_tracks(self, tracks: list[Track]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """``{track_id: (unit embedding (D,), thumbnail (64, 64, 3))}`` from each track's ``id_samples``
+        (one embedder call for the whole clip); the samples are dropped afterwards."""
         emb = self.identity_embedder
-        track_emb = {}
+        owners, images, boxes, lms = [], [], [], []
+        thumbs = {}
         for t in tracks:
             samples = t.extra.pop("id_samples", [])
-            t.extra.pop("id_rows", None)
+            for image, box, lm in samples:
+                owners.append(t.track_id)
+                images.append(image)
+                boxes.append(box)
+                lms.append(np.full((5, 2), np.nan, np.float32) if lm is None else lm)
             if samples:
-                track_emb[t.track_id] = emb.embed([s[0] for s in samples], np.stack([s[1] for s in samples]))
-        for tid, (name, score) in match_tracks(track_emb, references, emb.distance_threshold).items():
-            t = next(t for t in tracks if t.track_id == tid)
-            t.identity, t.identity_score = name, score
+                image, box, lm = samples[0]
+                thumbs[t.track_id] = align_face(image, lm, box, size=THUMB_SIZE)
+        if not images:
+            return {}
+        vecs = emb.embed(images, np.stack(boxes), np.stack(lms))  # (K, D)
+        owners_arr = np.asarray(owners)
+        out = {}
+        for tid, thumb in thumbs.items():
+            m = vecs[owners_arr == tid].mean(axis=0, keepdims=True)
+            out[tid] = (l2_normalize(m)[0], thumb)
+        return out
 
     def _crop_pass(self, path: str, tracks: dict[int, Track], picked: list[tuple[int, int]]) -> np.ndarray:
         """Pass 3. Aligned crops (N, S, S, 3) for the picked (track, frame) pairs, in order."""
@@ -231,38 +279,37 @@ class FacePipeline:
 
     # ------------------------------------------------------------------------------------ API
 
-    def process(
+    def analyse(
         self, path: str | Path, utt_id: str | None = None, speaker: str | None = None, clip: str | None = None,
-        references: dict[str, np.ndarray] | None = None,
-    ) -> ClipResult:
-        """Run every step on one clip. Never raises for a bad clip: the status says why.
-
-        ``references``: ``{name: (K, D) embeddings}`` (``identity.load_references``); when given, tracks
-        are named (``identity``, ``identity_score`` in the frames and track summaries) and only the
-        tracks named ``speaker`` are eligible when any is.
-        """
+        embed: bool = False,
+    ) -> ClipAnalysis:
+        """Passes 1-2 on one clip: shots, faces, tracks, speaking scores and (``embed``) identity
+        embeddings. Never raises for a bad clip: the record's status says why (``final``)."""
         path = str(path)
         t0 = time.perf_counter()
         rec: dict[str, Any] = {
             "clip": clip or path, "utt_id": utt_id, "status": "ok", "fps": None, "n_frames": 0,
             "frames": [], "tracks": [], "speaker": speaker, "timings": {},
         }
-        size = self.cfg.face_size
+        a = ClipAnalysis(path=path, record=rec)
         if not Path(path).is_file():
             rec["status"], rec["reason"] = "missing", "clip file not found"
-            return ClipResult(rec, _empty_crops(size))
+            a.final = True
+            return a
         try:
             info = probe(path)
             rec["fps"] = info.fps
             dets, times, shot_ids = self._detect_pass(path)
         except DecodeError as exc:
             rec["status"], rec["reason"] = "decode_error", str(exc)
-            return ClipResult(rec, _empty_crops(size))
+            a.final = True
+            return a
         t1 = time.perf_counter()
         n = len(dets)
         rec["n_frames"] = n
         rec["shots"] = int(shot_ids.max()) + 1 if n else 0
-        tracks = track_faces(dets, np.arange(n), shot_ids, self.cfg.tracking)
+        a.times = times
+        a.tracks = tracks = track_faces(dets, np.arange(n), shot_ids, self.cfg.tracking)
         t2 = time.perf_counter()
         audio = None
         if info.has_audio:
@@ -274,25 +321,59 @@ class FacePipeline:
                 log.warning("%s: audio unreadable (%s); scoring from mouth motion alone", path, exc)
         if audio is not None and audio.size == 0:
             audio = None
-        voiced = None
+        a.has_audio = audio is not None
+        t_id = 0.0
         if tracks:
-            patches, descriptors = self._patch_pass(path, tracks, id_frames=3 if references else 0)
-            if references:
-                self._identify(tracks, references)
+            embed = embed and self.identity_embedder is not None
+            patches, a.descriptors = self._patch_pass(path, tracks, id_frames=self.cfg.identity.frames_per_track if embed else 0)
             scores = self.scorer.score(patches, [times[t.frames] for t in tracks], audio, AUDIO_SR, info.fps)
-            for t, s in zip(tracks, scores):
-                t.speaking = np.asarray(s, np.float32)
+            for t, sc in zip(tracks, scores):
+                t.speaking = np.asarray(sc, np.float32)
             voice_at = getattr(self.scorer, "voice_at", None)
             if audio is not None and voice_at is not None:
-                voiced = np.asarray(voice_at(audio, AUDIO_SR, times)) >= 0.5
-        else:
-            descriptors = {}
+                a.voiced = np.asarray(voice_at(audio, AUDIO_SR, times)) >= 0.5
+            if embed:
+                t_emb = time.perf_counter()
+                for tid, (vec, thumb) in self._embed_tracks(tracks).items():
+                    t = next(t for t in tracks if t.track_id == tid)
+                    a.faces.append(TrackFace(
+                        utt_id=str(utt_id or path), track_id=tid, embedding=vec,
+                        evidence=track_evidence(t, a.voiced), start=t.start, end=t.end, thumb=thumb,
+                    ))
+                t_id = time.perf_counter() - t_emb
         t3 = time.perf_counter()
-        sel = select_speaker(tracks, self.cfg.select, voiced=voiced, speaker=speaker if references else None, descriptors=descriptors)
+        rec["timings"] = {
+            "decode_detect_s": t1 - t0, "track_s": t2 - t1, "asd_s": t3 - t2 - t_id, "identity_s": t_id,
+            "video_s": n / info.fps if info.fps else 0.0,
+        }
+        return a
+
+    def finish(self, a: ClipAnalysis, identities: dict[int, tuple[str | None, float | None, int]] | None = None) -> ClipResult:
+        """Selection and pass 3 (crops) for an analysed clip.
+
+        ``identities``: ``{track_id: (name, confidence, cluster)}`` from the identity step
+        (:meth:`GroupIdentity.of`), or None without one. With it, tracks carry ``identity`` /
+        ``identity_score`` / ``cluster`` in the manifest, and only the tracks named as the clip's
+        speaker are eligible when any is (``select.py``, rule 3).
+        """
+        rec = a.record
+        size = self.cfg.face_size
+        if a.final:
+            return ClipResult(rec, _empty_crops(size))
+        t3 = time.perf_counter()
+        tracks, times = a.tracks, a.times
+        speaker = rec.get("speaker")
+        if identities is not None:
+            for t in tracks:
+                t.identity, t.identity_score, t.extra["cluster"] = identities.get(t.track_id, (None, None, -1))
+        sel = select_speaker(
+            tracks, self.cfg.select, voiced=a.voiced, speaker=speaker if identities is not None else None,
+            descriptors=a.descriptors,
+        )
         by_id = {t.track_id: t for t in tracks}
         crops = _empty_crops(size)
         if sel.status == "ok":
-            crops = self._crop_pass(path, by_id, sel.frames)
+            crops = self._crop_pass(a.path, by_id, sel.frames)
             for tid, f in sel.frames:
                 t = by_id[tid]
                 r = f - t.start
@@ -300,9 +381,9 @@ class FacePipeline:
                     "frame": int(f), "t": float(times[f]), "box": [float(v) for v in t.boxes[r]],
                     "det_score": float(t.scores[r]), "speaking": float(t.speaking[r]), "track": int(tid),
                 })
-                if references:
+                if identities is not None:
                     rec["frames"][-1].update(identity=t.identity, identity_score=t.identity_score)
-        rec["status"] = "no_audio" if audio is None and sel.status in ("ok", "no_speaker") else sel.status
+        rec["status"] = "no_audio" if not a.has_audio and sel.status in ("ok", "no_speaker") else sel.status
         if sel.reason:
             rec["reason"] = sel.reason
         rec["tracks"] = [
@@ -311,15 +392,32 @@ class FacePipeline:
                 "detected": int(t.detected.sum()), "evidence": sel.evidence.get(t.track_id, 0.0),
                 "mean_speaking": float(np.mean(t.speaking)) if t.speaking is not None and len(t) else 0.0,
                 "selected": t.track_id in sel.tracks,
+                "mid_frame": int(t.frames[len(t) // 2]), "mid_box": [float(v) for v in t.boxes[len(t) // 2]],
             }
             for t in tracks
         ]
-        if references:
+        if identities is not None:
             for summary, t in zip(rec["tracks"], tracks):
-                summary.update(identity=t.identity, identity_score=t.identity_score)
-        t4 = time.perf_counter()
-        rec["timings"] = {
-            "decode_detect_s": t1 - t0, "track_s": t2 - t1, "asd_s": t3 - t2, "select_crop_s": t4 - t3,
-            "total_s": t4 - t0, "video_s": n / info.fps if info.fps else 0.0,
-        }
+                summary.update(identity=t.identity, identity_score=t.identity_score, cluster=t.extra["cluster"])
+        timings = rec["timings"]
+        timings["select_crop_s"] = time.perf_counter() - t3
+        timings["total_s"] = sum(v for k, v in timings.items() if k.endswith("_s") and k != "video_s")
         return ClipResult(rec, crops, tracks)
+
+    def process(
+        self, path: str | Path, utt_id: str | None = None, speaker: str | None = None, clip: str | None = None,
+        references: dict[str, np.ndarray] | None = None,
+    ) -> ClipResult:
+        """Every step on ONE clip: :meth:`analyse`, the identity step over this clip alone when
+        ``references`` (``{name: (K, D) embeddings}``, ``identity.load_references``) are given, then
+        :meth:`finish`. Never raises for a bad clip: the status says why.
+
+        With references, the clip's tracks are clustered and named exactly as a dialogue's are
+        (reference photos first, then co-occurrence of the speaking cluster with ``speaker``).
+        """
+        a = self.analyse(path, utt_id=utt_id, speaker=speaker, clip=clip, embed=bool(references))
+        if not references:
+            return self.finish(a)
+        key = str(utt_id or path)
+        gi = identify_group(key, a.faces, {key: speaker}, self.cfg.identity, self.identity_embedder.distance_threshold, references)
+        return self.finish(a, gi.of(key))

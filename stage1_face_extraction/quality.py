@@ -84,3 +84,90 @@ def speaker_visible_ratio(truth: dict) -> float:
     """Share of truth clips in which the speaker is visible in at least one frame."""
     vis = [any(face["speaker"] for f in c["frames"] for face in f["faces"]) for c in truth["clips"].values()]
     return float(np.mean(vis)) if vis else 0.0
+
+
+@dataclass
+class IdentityQuality:
+    """How well the identity step clustered and named the tracks (:func:`score_identities`)."""
+
+    clusters: int  # clusters over all groups
+    right: int  # clusters whose name (or absence of one) is right
+    named: int  # clusters that got a name
+    named_right: int  # ... and it is the right one
+    nameable: int  # clusters whose person speaks on screen in the group (the transcript can name them)
+    tracks: int  # tracks with a cluster and a true person
+    pure_tracks: int  # tracks in a cluster whose majority person is theirs
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        """Share of clusters with the right name (None being right for a person who never speaks)."""
+        return self.right / self.clusters if self.clusters else 0.0
+
+    @property
+    def naming_precision(self) -> float:
+        return self.named_right / self.named if self.named else 0.0
+
+    @property
+    def purity(self) -> float:
+        return self.pure_tracks / self.tracks if self.tracks else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "accuracy": self.accuracy, "naming_precision": self.naming_precision, "purity": self.purity}
+
+
+def score_identities(records: dict[str, dict], identities: dict[str, dict], truth: dict, iou_min: float = 0.5) -> IdentityQuality:
+    """Score clusters and names against the truth.
+
+    ``records``: truth clip key (``<split>/<utt_id>``) -> manifest record (tracks with ``cluster``,
+    ``identity``, ``mid_frame``, ``mid_box``); ``identities``: ``{group: report}`` with groups named
+    ``<split>/...`` (``identities.jsonl`` of every split); ``truth``: the parsed truth.json.
+    A track's true person is the truth face at its middle frame (IoU >= ``iou_min``); a cluster's is
+    the majority of its tracks'. Its right name is that person when they speak ON SCREEN in some
+    clip of the group, else none (nothing can tie a name to a face that is never seen speaking:
+    a person who speaks only off screen, or never).
+    """
+    members: dict[tuple[str, int], list[str]] = {}
+    names: dict[tuple[str, int], str | None] = {}
+    for group, rep in identities.items():
+        split = group.split("/")[0]
+        for c in rep["clusters"]:
+            names[(group, c["cluster"])] = c["name"]
+            for u in c["utterances"]:
+                rec = records.get(f"{split}/{u}")
+                clip = truth["clips"].get(f"{split}/{u}")
+                if rec is None or clip is None:
+                    continue
+                for t in rec["tracks"]:
+                    if t.get("cluster") != c["cluster"]:
+                        continue
+                    faces = clip["frames"][t["mid_frame"]]["faces"] if t["mid_frame"] < len(clip["frames"]) else []
+                    best = max(faces, key=lambda f: iou(f["box"], t["mid_box"]), default=None)
+                    if best is not None and iou(best["box"], t["mid_box"]) >= iou_min:
+                        members.setdefault((group, c["cluster"]), []).append(best["name"])
+    seen_speaking: dict[str, set[str]] = {}
+    for group, rep in identities.items():
+        split = group.split("/")[0]
+        utts = {u for c in rep["clusters"] for u in c["utterances"]}
+        seen_speaking[group] = {
+            truth["clips"][f"{split}/{u}"]["speaker"] for u in utts
+            if truth["clips"].get(f"{split}/{u}", {}).get("speaker_visible_frames")
+        }
+    q = IdentityQuality(0, 0, 0, 0, 0, 0, 0)
+    for key, people in sorted(members.items()):
+        group = key[0]
+        speakers = seen_speaking[group]
+        major = max(sorted(set(people)), key=people.count)
+        right_name = major if major in speakers else None
+        got = names[key]
+        q.clusters += 1
+        q.tracks += len(people)
+        q.pure_tracks += people.count(major)
+        q.nameable += right_name is not None
+        q.named += got is not None
+        q.named_right += got is not None and got == right_name
+        if got == right_name:
+            q.right += 1
+        else:
+            q.errors.append(f"{group} cluster {key[1]}: named {got!r}, is {major} ({len(people)} tracks)")
+    return q

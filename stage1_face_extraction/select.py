@@ -13,7 +13,10 @@ Rules (all thresholds in :class:`SelectConfig`):
    (two mouths moving with the speech equally is ambiguous: no face beats a wrong face).
 3. Identity is kept consistent across shots: when a track has a known identity (the identity step
    fills ``Track.identity`` and ``speaker`` names the expected speaker), only tracks of that
-   identity are eligible; when none has it, tracks known to be someone else are not eligible. Without names, candidates of different shots must look alike
+   identity are eligible, other people's tracks do not count as rivals (the named speaker is
+   preferred when several mouths move) and ``min_speaking_named`` replaces ``min_speaking`` (an
+   unsure speaking score is enough when the face is the named speaker's); when no track has it,
+   tracks known to be someone else are not eligible. Without names, candidates of different shots must look alike
    (cosine similarity of their appearance descriptors >= ``min_same_person``, when descriptors are
    given); those unlike the strongest candidate are dropped.
 4. Tracks shorter than ``min_track_frames`` are ignored; the selected frames are the union of the
@@ -37,6 +40,7 @@ class SelectConfig:
     """``stage1.select`` section."""
 
     min_speaking: float = 0.5  # evidence a track needs to count as the speaker
+    min_speaking_named: float = 0.15  # the same for a track the identity step named as the speaker
     min_margin: float = 0.1  # over the runner-up in the same shot
     min_track_frames: int = 8
     min_same_person: float = 0.6  # cosine similarity of appearance descriptors across shots
@@ -95,8 +99,10 @@ def select_speaker(
         return Selection("no_face", [], [], {}, "no face track long enough")
     evidence = {t.track_id: track_evidence(t, voiced) for t in tracks}
     eligible = tracks
+    named = speaker is not None and any(t.identity == speaker for t in tracks)
+    min_speaking = cfg.min_speaking_named if named else cfg.min_speaking
     if speaker is not None:
-        if any(t.identity == speaker for t in tracks):
+        if named:
             eligible = [t for t in tracks if t.identity == speaker]
         else:  # the named speaker is not recognised here: never pick a face known to be someone else
             eligible = [t for t in tracks if t.identity is None]
@@ -109,10 +115,10 @@ def select_speaker(
         best = group[0]
         e = evidence[best.track_id]
         runner = evidence[group[1].track_id] if len(group) > 1 else 0.0
-        # Co-visible tracks of other identities still compete on margin in the shot.
+        # Other people in the shot compete on margin, unless the named speaker is among them.
         rivals = [evidence[t.track_id] for t in tracks if t.shot_id == shot_id and t not in group]
-        runner = max([runner, *rivals]) if speaker is None else runner
-        if e >= cfg.min_speaking and e - runner >= cfg.min_margin:
+        runner = runner if named else max([runner, *rivals])
+        if e >= min_speaking and e - runner >= cfg.min_margin:
             candidates.append(best)
     if not candidates:
         top = max(evidence.values())

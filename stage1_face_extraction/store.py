@@ -479,6 +479,25 @@ def write_manifest(
     return path
 
 
+def write_identities(path: str | Path, reports: Iterable[dict]) -> Path:
+    """Write ``identities.jsonl`` atomically: one identity report per group (``GroupIdentity.report``),
+    sorted by ``group``, compact JSON (deterministic bytes)."""
+    path = Path(path)
+    recs = sorted(reports, key=lambda r: str(r["group"]))
+    atomic_write_bytes(path, "".join(_dump(r) + "\n" for r in recs).encode("utf-8"))
+    return path
+
+
+def read_identities(path: str | Path) -> dict[str, dict]:
+    """``{group: report}`` from an ``identities.jsonl``."""
+    out = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            out[rec["group"]] = rec
+    return out
+
+
 def read_manifest(
     path: str | Path, with_timings: bool = False, timings_path: str | Path | None = "auto"
 ) -> list[dict]:

@@ -93,13 +93,13 @@ def stage(tmp_path_factory: pytest.TempPathFactory, small_demo: Path, repo_root:
 def processed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """utt_ids the in-process runner (workers=1) actually ran the pipeline on."""
     seen: list[str] = []
-    real = executors._safe_process
+    real = executors._safe_finish
 
-    def counting(pipe, job):
+    def counting(pipe, job, analysis, identities):
         seen.append(job.utt_id)
-        return real(pipe, job)
+        return real(pipe, job, analysis, identities)
 
-    monkeypatch.setattr(executors, "_safe_process", counting)
+    monkeypatch.setattr(executors, "_safe_finish", counting)
     return seen
 
 

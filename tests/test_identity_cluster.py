@@ -12,6 +12,7 @@ from stage1_face_extraction.identity import create_embedder, list_embedders
 from stage1_face_extraction.identity.cluster import ClusterConfig, cluster_tracks, co_visible_pairs
 from stage1_face_extraction.identity.naming import (
     NamingConfig,
+    assignment_margin,
     UtteranceFaces,
     assign_names,
     cooccurrence,
@@ -187,13 +188,34 @@ def test_assign_names_recovers_truth_and_leaves_distractor_unnamed():
 def test_assign_names_min_support_and_confidence():
     utts = [UtteranceFaces(0, "A", {0: 0.6}), UtteranceFaces(1, "B", {0: 0.4, 1: 0.2})]
     assert assign_names(utts, NamingConfig(min_support=0.5, min_confidence=0.5)) == {
-        0: ("A", pytest.approx(0.6), pytest.approx(0.6), "cooccurrence")
+        # margin: forbidding 0 -> A leaves 0 -> B (0.4) + 1 -> A (0): 0.8 - 0.4
+        0: ("A", pytest.approx(0.6), pytest.approx(0.6), "cooccurrence", pytest.approx(0.4))
     }
     assert assign_names(utts, NamingConfig(min_support=0.1, min_confidence=0.5))[1].name == "B"
     assert 0 not in assign_names(utts, NamingConfig(min_support=0.1, min_confidence=0.7))
     assert assign_names([], NamingConfig()) == {}
     with pytest.raises(ConfigError):
         NamingConfig(min_confidence=2.0)
+    with pytest.raises(ConfigError, match="min_margin"):
+        NamingConfig(min_margin=-1.0)
+
+
+def test_assign_names_leaves_ambiguous_pairs_unnamed():
+    """Two people who both speak during both names' lines: either naming explains the lines
+    about as well, so neither name is given (min_margin), unless the margin rule is off."""
+    utts = [UtteranceFaces(0, "A", {0: 0.5, 1: 0.45}), UtteranceFaces(1, "B", {0: 0.4, 1: 0.42}),
+            UtteranceFaces(2, "A", {0: 0.3, 1: 0.3})]
+    cfg = NamingConfig(min_support=0.1, min_confidence=0.1, min_margin=0.25)
+    assert assign_names(utts, cfg) == {}
+    loose = assign_names(utts, NamingConfig(min_support=0.1, min_confidence=0.1, min_margin=0.0))
+    assert {c: a.name for c, a in loose.items()} == {0: "A", 1: "B"}
+    assert all(a.margin == pytest.approx(0.07) for a in loose.values())
+    # a clear dialogue keeps its names: margin = what the swap loses
+    clear = [UtteranceFaces(0, "A", {0: 0.7, 1: 0.02}), UtteranceFaces(1, "B", {0: 0.05, 1: 0.6})]
+    got = assign_names(clear, cfg)
+    assert {c: a.name for c, a in got.items()} == {0: "A", 1: "B"}
+    assert got[0].margin == pytest.approx(0.7 + 0.6 - 0.02 - 0.05)
+    assert assignment_margin(np.array([[0.9]]), 0, 0) == float("inf"), "no other naming exists"
 
 
 def test_utterances_from_maps_round_trip():

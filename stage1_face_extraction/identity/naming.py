@@ -5,14 +5,20 @@ identity cluster on screen during it, its speaking evidence (e.g. the best activ
 that cluster's tracks in the utterance, in [0, 1]; 0 = on screen but silent).
 
 Co-occurrence: ``C[cluster, name] = sum of evidence(utterance, cluster)`` over the utterances whose
-speaker is ``name`` in which the cluster is on screen. The names are then assigned one-to-one by the
+speaker is ``name`` in which the cluster is on screen. The dialogue-level identity step
+(``group.identify_group``) first turns each utterance's evidence into shares of that line
+(:func:`shares_per_utterance`, with a virtual off-screen speaker), so that a listener talking over
+the speaker takes only part of the line. The names are then assigned one-to-one by the
 Hungarian method (``scipy.optimize.linear_sum_assignment`` on ``-C``, i.e. maximum total agreeing
 evidence). An assigned pair is kept only when
 
 * ``support = C[cluster, name] >= min_support`` (enough agreeing evidence: a cluster that is on
   screen a lot but never speaks has ~0 and stays unnamed), and
 * ``confidence = C[cluster, name] / sum_n C[cluster, n] >= min_confidence`` (the share of the
-  cluster's speaking evidence that agrees with the name).
+  cluster's speaking evidence that agrees with the name), and
+* ``margin >= min_margin``: forbidding this pair costs the best assignment at least that much
+  agreement (:func:`assignment_margin`); when two people both speak during the same lines, both
+  namings explain them about equally and neither name is given.
 
 Reference faces take precedence: when ``references`` (``{name: (K, D) unit embeddings}``) and
 ``cluster_embeddings`` (``{cluster: (k, D)}``, e.g. its tracks' embeddings or its centroid) are
@@ -35,7 +41,8 @@ import numpy as np
 
 from ..params import ConfigError
 
-__all__ = ["UtteranceFaces", "NamingConfig", "NameAssignment", "assign_names", "cooccurrence", "utterances_from_maps"]
+__all__ = ["UtteranceFaces", "NamingConfig", "NameAssignment", "assign_names", "cooccurrence", "shares_per_utterance",
+           "utterances_from_maps"]
 
 
 @dataclass
@@ -51,23 +58,47 @@ class UtteranceFaces:
 class NamingConfig:
     """Thresholds of :func:`assign_names` (module docstring)."""
 
-    min_support: float = 1.0
-    min_confidence: float = 0.5
+    min_support: float = 0.3
+    min_confidence: float = 0.4
+    offscreen_prior: float = 0.2  # speaking evidence of a virtual off-screen speaker (shares_per_utterance)
+    min_margin: float = 0.25  # assignment_margin a co-occurrence name needs
 
     def __post_init__(self) -> None:
         if self.min_support < 0:
             raise ConfigError(f"min_support must be >= 0, got {self.min_support}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ConfigError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.offscreen_prior < 0:
+            raise ConfigError(f"offscreen_prior must be >= 0, got {self.offscreen_prior}")
+        if self.min_margin < 0:
+            raise ConfigError(f"min_margin must be >= 0, got {self.min_margin}")
+
+
+def shares_per_utterance(utterances: Sequence[UtteranceFaces], offscreen_prior: float) -> list[UtteranceFaces]:
+    """Each utterance's evidence turned into shares of ONE line: ``ev_c / (sum_c' ev_c' + offscreen_prior)``.
+
+    Every line then weighs the same in the co-occurrence, whoever is on screen, and the clusters
+    on screen split it by how much each speaks, so a listener who also moves the mouth takes part
+    of the line instead of all of it; ``offscreen_prior`` is a virtual off-screen speaker's
+    evidence, so a line during which nobody on screen speaks gives its clusters little.
+    """
+    out = []
+    for u in utterances:
+        ev = {c: max(float(v), 0.0) if np.isfinite(v) else 0.0 for c, v in u.evidence.items()}
+        total = sum(ev.values()) + offscreen_prior
+        out.append(UtteranceFaces(u.utterance, u.speaker, {c: v / total if total > 0 else 0.0 for c, v in ev.items()}))
+    return out
 
 
 class NameAssignment(NamedTuple):
-    """``name``, ``confidence`` in [0, 1], ``support`` (agreeing evidence; NaN for references), ``source``."""
+    """``name``, ``confidence`` in [0, 1], ``support`` (agreeing evidence; NaN for references), ``source``,
+    ``margin`` (:func:`assignment_margin`; NaN for references)."""
 
     name: str
     confidence: float
     support: float
     source: str  # "cooccurrence" | "reference"
+    margin: float = float("nan")
 
 
 def utterances_from_maps(
@@ -137,11 +168,31 @@ def assign_names(
         return out
     sub = C[np.ix_(rows, cols)]
     r, k = linear_sum_assignment(-sub)
+    best = float(sub[r, k].sum())
     for a, b in zip(r, k):
         i, j = rows[a], cols[b]
         support = float(C[i, j])
         total = float(C[i].sum())
         conf = support / total if total > 0 else 0.0
-        if support >= cfg.min_support and support > 0 and conf >= cfg.min_confidence:
-            out[clusters[i]] = NameAssignment(names[j], conf, support, "cooccurrence")
+        margin = assignment_margin(sub, a, b, best)
+        if support >= cfg.min_support and support > 0 and conf >= cfg.min_confidence and margin >= cfg.min_margin:
+            out[clusters[i]] = NameAssignment(names[j], conf, support, "cooccurrence", margin)
     return out
+
+
+def assignment_margin(C: np.ndarray, i: int, j: int, best: float | None = None) -> float:
+    """How much total agreement the optimal one-to-one assignment of ``C`` loses when the pair
+    ``(i, j)`` is forbidden (``inf`` when no other assignment exists): a small margin means another
+    naming explains the lines almost as well (e.g. two people who both speak during the same lines),
+    and the name is better left out than guessed."""
+    from scipy.optimize import linear_sum_assignment
+
+    if best is None:
+        r, k = linear_sum_assignment(-C)
+        best = float(C[r, k].sum())
+    forbidden = C.astype(np.float64).copy()
+    big = 1e6 * (1.0 + float(np.abs(C).sum()))
+    forbidden[i, j] = -big
+    r, k = linear_sum_assignment(-forbidden)
+    alt = float(forbidden[r, k].sum())
+    return float("inf") if alt <= -big / 2 else best - alt

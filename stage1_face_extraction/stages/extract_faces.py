@@ -6,12 +6,17 @@
 Reads the ``stage1`` section. Writes, per split, ``<out>/<split>/``: face shards
 (``shard-*.tar`` + ``index.jsonl``, see ``stage1_face_extraction/SCHEMA.md``), ``manifest.jsonl``
 (one record per utterance, sorted), ``timings.jsonl`` and ``sheets/<utt_id>.png`` contact sheets
-for the first ``stage1.contact_sheets`` clips with faces; and, with ``--summary``, a JSON of the
-status counts per split (a DVC metric).
+for the first ``stage1.contact_sheets`` clips with faces; with the identity step on
+(``stage1.identity.scope``: dialogue by default), ``identities.jsonl`` (per dialogue: the identity
+clusters, the names given to them and their confidence) and ``identity_sheets/<group>.png`` (one
+face per cluster with its name) for the first ``stage1.identity.sheets`` groups; and, with
+``--summary``, a JSON of the status counts per split (a DVC metric).
 
-Resumable: shards are written atomically and listed in ``index.jsonl`` only when complete, and
-each finished clip's record is appended to ``<split>/.journal.jsonl``; a killed run, restarted,
-skips the clips already stored and ends with the same bytes as an uninterrupted run.
+Resumable: shards are written atomically and listed in ``index.jsonl`` only when complete, each
+group's identity report is appended to ``<split>/.identities.journal.jsonl`` before its clips are
+finished and each finished clip's record to ``<split>/.journal.jsonl``; a killed run, restarted,
+skips the clips already stored (re-analysing the other clips of a partly stored dialogue for its
+identity step) and ends with the same bytes as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import cv2
 from tqdm import tqdm
 
 from stage1_face_extraction.executors import ClipJob, ClipRunner
+from stage1_face_extraction.identity.group import group_key
 from stage1_face_extraction.meld import MeldFormatError, read_utterance_table
 from stage1_face_extraction.params import ConfigError, load_section
 from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
@@ -37,14 +43,16 @@ from stage1_face_extraction.store import (
     FaceShardWriter,
     atomic_write_bytes,
     contact_sheet,
+    write_identities,
     write_manifest,
 )
 
 log = logging.getLogger("facialmmt.extract_faces")
 JOURNAL = ".journal.jsonl"
+ID_JOURNAL = ".identities.journal.jsonl"
 
 
-def _load_journal(path: Path) -> dict[str, dict]:
+def _load_journal(path: Path, key: str = "utt_id") -> dict[str, dict]:
     out: dict[str, dict] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -52,7 +60,7 @@ def _load_journal(path: Path) -> dict[str, dict]:
                 rec = json.loads(line)
             except json.JSONDecodeError:  # a line cut by a kill
                 continue
-            out[rec["utt_id"]] = rec
+            out[rec[key]] = rec
     return out
 
 
@@ -71,25 +79,74 @@ def write_contact_sheets(out: Path, records: dict[str, dict], limit: int) -> lis
     return written
 
 
+def write_identity_sheets(out: Path, groups: list, limit: int) -> list[Path]:
+    """PNG per group (first ``limit`` groups with clusters): one face per identity cluster, labelled
+    with its name and confidence (``? #k`` when unnamed)."""
+    written = []
+    for gi in groups[:limit]:
+        tiles, labels = gi.sheet_tiles()
+        if not tiles:
+            continue
+        sheet = contact_sheet(tiles, cols=8, labels=labels)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        path = out / "identity_sheets" / f"{gi.group.replace('/', '_')}.png"
+        atomic_write_bytes(path, png.tobytes())
+        written.append(path)
+    return written
+
+
 def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: str) -> Counter:
     """Process one split's utterances (a DataFrame slice) into ``out``; returns status counts."""
     cfg = runner.cfg
     out.mkdir(parents=True, exist_ok=True)
+    scope = cfg.identity.scope
     rows = rows.sort_values("utt_id")
-    plan = rows["utt_id"].tolist()
+    if scope != "none":
+        # groups contiguous (the runner's rule), in the order of their first utt_id (~ the plan)
+        rows = rows.assign(group=[
+            group_key(scope, split, r.dialogue_id, r.season, r.episode, r.utt_id) for r in rows.itertuples()
+        ])
+        rows = rows.assign(first=rows.groupby("group")["utt_id"].transform("min")).sort_values(["first", "utt_id"])
+    plan = sorted(rows["utt_id"].tolist())
     writer = FaceShardWriter(out, utts_per_shard=cfg.utts_per_shard, jpeg_quality=cfg.jpeg_quality, plan=plan)
     journal_path = out / JOURNAL
     journal = _load_journal(journal_path)
     records = {u: r for u, r in journal.items() if u in writer}
-    jobs = [
-        ClipJob(path=str(meld_root / r.clip), utt_id=r.utt_id, speaker=r.speaker, clip=r.clip)
-        for r in rows.itertuples()
-        if r.utt_id not in records
-    ]
+    id_journal_path = out / ID_JOURNAL
+    reports = {r["group"]: r for r in _load_journal(id_journal_path, key="group").values()}
+    jobs = []
+    for r in rows.itertuples():
+        g = getattr(r, "group", None)
+        jobs.append(ClipJob(path=str(meld_root / r.clip), utt_id=r.utt_id, speaker=r.speaker, clip=r.clip, group=g,
+                            write=r.utt_id not in records))
+    if scope != "none":
+        # A group whose clips are all stored needs no identity step again, unless its report was
+        # lost or it is among the first `identity.sheets` groups (their pictures are drawn at the end).
+        order = list(dict.fromkeys(j.group for j in jobs))
+        pending = {j.group for j in jobs if j.write} | {g for g in order if g not in reports}
+        sheet_groups = set(sorted(order)[: cfg.identity.sheets])
+        pending |= sheet_groups
+        jobs = [j for j in jobs if j.group in pending]
+    else:
+        jobs = [j for j in jobs if j.write]
+        sheet_groups = set()
     if records:
         log.info("%s: resuming, %d of %d clips already done", split, len(records), len(plan))
-    with open(journal_path, "a", encoding="utf-8") as jf, tqdm(total=len(plan), initial=len(records), desc=f"faces {split}", unit="clip") as bar:
-        for job, res in runner.map(jobs):
+    identified = []
+
+    def on_group(gi) -> None:
+        # journal the group's report before any of its clips: a stored clip always has its group's report
+        report = gi.report()
+        idf.write(json.dumps(report) + "\n")
+        idf.flush()
+        os.fsync(idf.fileno())
+        reports[gi.group] = report
+        if gi.group in sheet_groups:  # keep the thumbnails of those only
+            identified.append(gi)
+
+    with open(journal_path, "a", encoding="utf-8") as jf, open(id_journal_path, "a", encoding="utf-8") as idf, \
+            tqdm(total=len(plan), initial=len(records), desc=f"faces {split}", unit="clip") as bar:
+        for job, res in runner.map(jobs, on_group=on_group):
             rec = res.record
             # Journal first, then the shard: a clip in a finished shard always has its record, so
             # a kill at any point never makes a resumed run redo a stored clip.
@@ -103,7 +160,11 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
     writer.close()
     write_manifest(out / "manifest.jsonl", records.values())
     write_contact_sheets(out, records, cfg.contact_sheets)
+    if scope != "none":
+        write_identities(out / "identities.jsonl", reports.values())
+        write_identity_sheets(out, sorted(identified, key=lambda g: g.group), cfg.identity.sheets)
     journal_path.unlink(missing_ok=True)
+    id_journal_path.unlink(missing_ok=True)
     return Counter(r["status"] for r in records.values())
 
 
@@ -120,13 +181,25 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         cfg = load_section(args.params, "stage1", Stage1Config)
-        # Build the detector and scorer once here: their names and keys (stage1.detector.*,
-        # stage1.asd.*) are only checked when they are created, which would otherwise happen
-        # first in the worker processes (a broken pool instead of a clear error).
-        FacePipeline(cfg)
-    except (ConfigError, ValueError) as exc:
+        # Build the detector, scorer and identity embedder once here: their names and keys
+        # (stage1.detector.*, stage1.asd.*, stage1.identity.embedder.*) are only checked when they
+        # are created, which would otherwise happen first in the worker processes (a broken pool
+        # instead of a clear error).
+        pipe = FacePipeline(cfg)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
+    references = None
+    if cfg.identity.enabled and cfg.identity.references:
+        from stage1_face_extraction.identity import load_references
+
+        try:
+            references = load_references(cfg.identity.references, embedder=pipe.identity_embedder)
+        except (FileNotFoundError, ValueError) as exc:  # NoFaceError is a ValueError naming the photo
+            log.error("stage1.identity.references: %s", exc)
+            return 2
+        log.info("reference photos: %s", ", ".join(f"{k} ({len(v)})" for k, v in sorted(references.items())))
+    del pipe
     try:
         table = read_utterance_table(args.utterances)
     except (OSError, MeldFormatError) as exc:
@@ -134,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     summary = {}
-    with ClipRunner(cfg, args.workers) as runner:
+    with ClipRunner(cfg, args.workers, references=references) as runner:
         for split in args.splits or list(dict.fromkeys(table["split"])):
             counts = extract_split(runner, table[table["split"] == split], Path(args.meld_root), out / split, split)
             summary[split] = {"clips": int(sum(counts.values())), **{k: int(v) for k, v in sorted(counts.items())}}

@@ -3,7 +3,7 @@
     python -m stage1_face_extraction.stages.report [--dvc-yaml dvc.yaml]
 
 ``make demo`` ends with this, so a user sees where the utterance table, face sequences, contact
-sheets, metrics and plots are without reading dvc.yaml.
+sheets, identity sheets, metrics and plots are without reading dvc.yaml.
 """
 
 from __future__ import annotations
@@ -45,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {kind:<8} {path}  ({state})")
                 if kind == "metrics" and p.is_file() and p.suffix == ".json":
                     print("             " + json.dumps(json.loads(p.read_text()), separators=(", ", ": "))[:300])
+    pictures: dict[Path, int] = {}
+    for stage in (spec.get("stages") or {}).values():
+        for path in _entries(stage.get("outs")):
+            if Path(path).is_dir():
+                for png in Path(path).rglob("*.png"):
+                    pictures[png.parent] = pictures.get(png.parent, 0) + 1
+    if pictures:
+        print("\nPictures to look at:")
+        for folder, n in sorted(pictures.items()):
+            print(f"  {folder}/  ({n} PNG)")
     return 0
 
 
