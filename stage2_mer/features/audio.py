@@ -44,6 +44,8 @@ class HFAudioExtractor(AudioExtractor):
             projected CNN features before the transformer, k = output of transformer layer k).
         device, amp: ``auto`` = CUDA when present; AMP (fp16 autocast) on CUDA only.
         max_seconds: waves longer than this are encoded in consecutive chunks (memory bound).
+        random_init: ``wav2vec2`` only: the base architecture (``Wav2Vec2Config()``, 768-d) with
+            random weights and no file at all (the demo pipeline; warns: meaningless features).
     """
 
     def __init__(
@@ -54,9 +56,9 @@ class HFAudioExtractor(AudioExtractor):
         device: str = "auto",
         amp: bool = True,
         max_seconds: float = 60.0,
+        random_init: bool = False,
     ) -> None:
         import torch
-        from transformers import AutoFeatureExtractor, AutoModel
 
         self.model_id = str(model)
         self.device = resolve_device(device)
@@ -64,18 +66,10 @@ class HFAudioExtractor(AudioExtractor):
         self.max_seconds = float(max_seconds)
         if self.max_seconds <= 0:
             raise ConfigError(f"max_seconds must be > 0, got {max_seconds}")
-        local = Path(os.path.expanduser(self.model_id))
-        if _looks_like_path(self.model_id) and not local.is_dir():
-            raise FileNotFoundError(f"audio model folder not found: {local}")
-        kw = {"local_files_only": True} if (_offline() or local.is_dir()) else {}
-        src = str(local) if local.is_dir() else self.model_id
-        try:
-            self.processor = AutoFeatureExtractor.from_pretrained(src, **kw)
-            self.module = AutoModel.from_pretrained(src, **kw).eval()
-        except OSError as e:
-            where = "folder" if local.is_dir() else ("hub id (offline: only the local HF cache is searched)"
-                                                     if _offline() else "hub id")
-            raise FileNotFoundError(f"cannot load audio encoder from {where} {src!r}: {e}") from e
+        if random_init:
+            src = self._random_init()
+        else:
+            src = self._load(self.model_id)
         cfg = self.module.config
         n_layers = int(getattr(cfg, "num_hidden_layers", 0))
         if not (layer == -1 or 0 <= int(layer) <= n_layers):
@@ -97,9 +91,69 @@ class HFAudioExtractor(AudioExtractor):
         self._torch = torch
         logger.info("hf_audio: %s (%s, layer %d) on %s", src, type(self.module).__name__, self.layer, self.device)
 
+    def _load(self, model_id: str) -> str:
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        local = Path(os.path.expanduser(model_id))
+        if _looks_like_path(model_id) and not local.is_dir():
+            raise FileNotFoundError(f"audio model folder not found: {local}")
+        kw = {"local_files_only": True} if (_offline() or local.is_dir()) else {}
+        src = str(local) if local.is_dir() else model_id
+        try:
+            self.processor = AutoFeatureExtractor.from_pretrained(src, **kw)
+            self.module = AutoModel.from_pretrained(src, **kw).eval()
+        except OSError as e:
+            where = "folder" if local.is_dir() else ("hub id (offline: only the local HF cache is searched)"
+                                                     if _offline() else "hub id")
+            raise FileNotFoundError(f"cannot load audio encoder from {where} {src!r}: {e}") from e
+        return src
+
+    def _random_init(self) -> str:
+        raise ConfigError(f"random_init is only available for the wav2vec2 extractor, not {self.name!r}")
+
     @property
     def contract(self) -> Contract:
         return self._contract
+
+    def extract_batch(self, waves) -> list[np.ndarray]:
+        """Several utterances in ONE forward, zero-padded to the longest (sort them by length first).
+
+        Each wave is normalised alone (the model's feature extractor), and the model gets an
+        attention mask when its feature extractor asks for one (``return_attention_mask``: layer-norm
+        encoders such as wav2vec2-large-lv60, HuBERT, WavLM). Group-norm encoders (wav2vec2-base)
+        take none, as their authors prescribe: there the padding shifts the shorter utterances'
+        features slightly, which length-sorted batches keep small (``batch_seconds: 0`` for exact
+        per-utterance features). Waves longer than ``max_seconds`` or too short for one frame are
+        encoded alone.
+        """
+        torch = self._torch
+        waves = [self.check_wave(w) for w in waves]
+        sr = self._contract.sample_rate
+        limit = int(self.max_seconds * sr)
+        alone = [i for i, w in enumerate(waves) if w.shape[0] < 400 or w.shape[0] > limit]
+        batch = [i for i in range(len(waves)) if i not in alone]
+        out: dict[int, np.ndarray] = {i: self.extract(waves[i]) for i in alone}
+        if len(batch) == 1:
+            out[batch[0]] = self.extract(waves[batch[0]])
+        elif batch:
+            norm = [self.processor(waves[i], sampling_rate=sr, return_tensors="np")["input_values"][0] for i in batch]
+            n = max(len(v) for v in norm)
+            x = np.zeros((len(batch), n), np.float32)  # (B, n)
+            mask = np.zeros((len(batch), n), np.int64)
+            for b, v in enumerate(norm):
+                x[b, : len(v)] = v
+                mask[b, : len(v)] = 1
+            use_mask = bool(getattr(self.processor, "return_attention_mask", False))
+            lens = self.module._get_feat_extract_output_lengths(torch.tensor([len(v) for v in norm]))
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                res = self.module(torch.from_numpy(x).to(self.device),
+                                  attention_mask=torch.from_numpy(mask).to(self.device) if use_mask else None,
+                                  output_hidden_states=self.layer >= 0)
+                h = res.last_hidden_state if self.layer < 0 else res.hidden_states[self.layer]  # (B, L, D)
+            h = h.float().cpu().numpy()
+            for b, i in enumerate(batch):
+                out[i] = np.ascontiguousarray(h[b, : int(lens[b])], dtype=np.float32)
+        return [out[i] for i in range(len(waves))]
 
     def _encode(self, wave: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -124,6 +178,20 @@ class HFAudioExtractor(AudioExtractor):
 @register_extractor("wav2vec2")
 class Wav2Vec2Extractor(HFAudioExtractor):
     """``hf_audio`` defaulting to FacialMMT's ``facebook/wav2vec2-base-960h`` (768-d, 50 frames/s)."""
+
+    def _random_init(self) -> str:
+        import warnings
+
+        from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+        warnings.warn("wav2vec2 with random_init=True: features are meaningless (demo/tests only)", stacklevel=3)
+        import torch
+
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # the same random encoder every run (deterministic demo outputs)
+            self.module = Wav2Vec2Model(Wav2Vec2Config()).eval()
+        self.processor = Wav2Vec2FeatureExtractor()
+        return "random wav2vec2-base"
 
 
 @register_extractor("fbank")

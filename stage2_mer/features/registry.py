@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar, TypeVar
 
 import numpy as np
@@ -184,6 +184,11 @@ class AudioExtractor(FeatureExtractor):
     """``extract(wave (n,) float32 at contract.sample_rate) -> (L, D) float32``."""
 
     modality = "audio"
+
+    def extract_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Features of several waves (sorted by length by the caller); one at a time unless the
+        extractor batches them in one forward (the transformers encoders do)."""
+        return [self.extract(w) for w in waves]
 
     @staticmethod
     def check_wave(wave: np.ndarray) -> np.ndarray:
