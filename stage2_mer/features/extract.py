@@ -49,7 +49,9 @@ class FeatureStageConfig:
     train split's lengths, FacialMMT's rule), recorded in ``summary.json``; ``workers``: DataLoader
     processes decoding the inputs; ``batch_size`` (visual): faces per forward, pooled across
     utterances; ``batch_seconds`` (audio): padded seconds per forward (0 = one utterance at a
-    time); ``sort_window`` (audio): utterances sorted by length together.
+    time; ``auto`` = 30 on CUDA, 0 on the CPU, where padding costs more than batching saves:
+    measured by benchmarks/features_speed.py); ``sort_window`` (audio): utterances sorted by
+    length together.
     """
 
     name: str
@@ -58,15 +60,17 @@ class FeatureStageConfig:
     max_len: int | str = "mean+3std"
     workers: int = 1
     batch_size: int = 64
-    batch_seconds: float = 60.0
+    batch_seconds: float | str = "auto"
     sort_window: int = 64
     rows_per_shard: int = 65536
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):
             raise ConfigError(f"features dtype must be float16 or float32, got {self.dtype!r}")
-        if self.workers < 0 or self.batch_size < 1 or self.sort_window < 1 or self.batch_seconds < 0:
-            raise ConfigError("features: workers >= 0, batch_size >= 1, sort_window >= 1, batch_seconds >= 0")
+        if self.batch_seconds != "auto" and (isinstance(self.batch_seconds, str) or self.batch_seconds < 0):
+            raise ConfigError(f"features batch_seconds must be 'auto' or >= 0, got {self.batch_seconds!r}")
+        if self.workers < 0 or self.batch_size < 1 or self.sort_window < 1:
+            raise ConfigError("features: workers >= 0, batch_size >= 1, sort_window >= 1")
         try:
             length_cap([1], self.max_len)  # validates the rule
         except ValueError as exc:
@@ -180,6 +184,9 @@ def extract_audio_split(
     (encoder frames per utterance) in utt_id order."""
     items = sorted(items)
     sr = ext.contract.sample_rate
+    seconds_per_batch = cfg.batch_seconds
+    if seconds_per_batch == "auto":
+        seconds_per_batch = 30.0 if str(getattr(ext, "device", "cpu")).startswith("cuda") else 0.0
     lengths: list[int] = []
     block: list[tuple[str, np.ndarray]] = []
     with FeatureWriter(out_dir, dim=ext.dim, dtype=cfg.dtype, rows_per_shard=cfg.rows_per_shard, overwrite=True,
@@ -190,7 +197,7 @@ def extract_audio_split(
                 return
             order = sorted(range(len(block)), key=lambda i: len(block[i][1]))  # by length
             feats: dict[int, np.ndarray] = {}
-            budget = int(cfg.batch_seconds * sr)
+            budget = int(seconds_per_batch * sr)
             batch: list[int] = []
             for i in order + [None]:
                 # padded cost of the batch if i joins it: (size + 1) * longest (the sort makes i the longest)
