@@ -23,6 +23,21 @@ def _entries(items) -> list[str]:
     return out
 
 
+def _expand(stages: dict) -> dict:
+    """``foreach`` stages as their instances (``name@key``; ``${key}`` / ``${item}`` substituted in paths)."""
+    out = {}
+    for name, stage in (stages or {}).items():
+        if isinstance(stage, dict) and "foreach" in stage and "do" in stage:
+            items = stage["foreach"]
+            keys = list(items) if isinstance(items, (dict, list)) else []
+            for key in keys:
+                do = json.dumps(stage["do"]).replace("${key}", str(key)).replace("${item}", str(key))
+                out[f"{name}@{key}"] = json.loads(do)
+        else:
+            out[name] = stage
+    return out
+
+
 def _size(p: Path) -> str:
     if p.is_dir():
         files = [f for f in p.rglob("*") if f.is_file()]
@@ -36,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     spec = yaml.safe_load(Path(args.dvc_yaml).read_text(encoding="utf-8")) or {}
     print("\nPipeline outputs (dvc.yaml):")
-    for name, stage in (spec.get("stages") or {}).items():
+    stages = _expand(spec.get("stages") or {})
+    for name, stage in stages.items():
         print(f"  [{name}]")
         for kind in ("outs", "metrics", "plots"):
             for path in _entries(stage.get(kind)):
@@ -46,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 if kind == "metrics" and p.is_file() and p.suffix == ".json":
                     print("             " + json.dumps(json.loads(p.read_text()), separators=(", ", ": "))[:300])
     pictures: dict[Path, int] = {}
-    for stage in (spec.get("stages") or {}).values():
+    for stage in stages.values():
         for path in _entries(stage.get("outs")):
             if Path(path).is_dir():
                 for png in Path(path).rglob("*.png"):

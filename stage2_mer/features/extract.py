@@ -204,16 +204,15 @@ def extract_audio_split(
                 if i is not None and (not batch or (len(batch) + 1) * len(block[i][1]) <= budget):
                     batch.append(i)
                     continue
-                for j, f in zip(batch, ext.extract_batch([block[j][1] for j in batch])):
-                    feats[j] = f
+                if batch:
+                    for j, f in zip(batch, ext.extract_batch([block[j][1] for j in batch])):
+                        feats[j] = f
+                    if progress:  # per forward, so the bar moves during a block
+                        progress(len(batch), {"audio_s": sum(len(block[j][1]) for j in batch) / sr})
                 batch = [] if i is None else [i]
-            seconds = 0.0
-            for i, (utt, wave) in enumerate(block):  # utt_id order
+            for i, (utt, _) in enumerate(block):  # utt_id order
                 writer.add(utt, feats[i])
                 lengths.append(len(feats[i]))
-                seconds += len(wave) / sr
-            if progress:
-                progress(len(block), {"audio_s": seconds})
             block.clear()
 
         for utt, wave in _loader(_ClipAudio(items, sr), cfg.workers):
