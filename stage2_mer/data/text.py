@@ -1,0 +1,75 @@
+"""A whole dialogue as ONE token sequence, with every utterance's token span.
+
+FacialMMT gives the text encoder the whole dialogue (past and future turns) and cuts the target
+utterance out of the contextual output. Here the dialogue is tokenized once and the model encodes
+it once for all its utterances (``spans``).
+
+Layout follows the tokenizer's own pair template: BERT-style ``[CLS] u1 [SEP] u2 [SEP] ...``, or
+RoBERTa-style ``<s> u1 </s></s> u2 </s> ...`` when the tokenizer puts two separators between the
+segments of a pair. When the dialogue is longer than ``max_tokens``, tokens are removed from the end
+of the currently longest utterance until it fits (FacialMMT's rule; every utterance keeps at
+least one token). ``speaker_names`` prefixes each utterance with ``"Name: "``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["DialogueTokens", "DialogueTokenizer"]
+
+
+@dataclass
+class DialogueTokens:
+    """``input_ids`` (T,), and per utterance its span ``[start, end)`` of content tokens."""
+
+    input_ids: list[int]
+    spans: list[tuple[int, int]]
+    truncated: int  # tokens removed to fit max_tokens
+
+
+class DialogueTokenizer:
+    """Wraps a transformers tokenizer: ``encode(utterances, speakers) -> DialogueTokens``."""
+
+    def __init__(self, tokenizer, max_tokens: int = 512, speaker_names: bool = False) -> None:
+        self.tok = tokenizer
+        self.max_tokens = int(max_tokens)
+        self.speaker_names = bool(speaker_names)
+        cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        if cls is None or sep is None:
+            raise ValueError(f"{type(tokenizer).__name__} has no CLS/BOS or SEP/EOS token")
+        self.cls, self.sep = int(cls), int(sep)
+        pair = tokenizer("a", "b")["input_ids"]
+        self.double_sep = any(x == y == self.sep for x, y in zip(pair, pair[1:]))
+        self.pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+        self.per_utt = 2 if self.double_sep else 1  # separators each utterance after the first costs
+        if self.max_tokens < 3:
+            raise ValueError(f"max_tokens {max_tokens} is too small")
+
+    def encode(self, utterances: Sequence[str], speakers: Sequence[str] | None = None) -> DialogueTokens:
+        texts = list(utterances)
+        if self.speaker_names and speakers is not None:
+            texts = [f"{s}: {u}" for s, u in zip(speakers, texts)]
+        pieces = [self.tok(t, add_special_tokens=False)["input_ids"] or [self.tok.unk_token_id or self.pad]
+                  for t in texts]
+        specials = 2 + self.per_utt * (len(pieces) - 1)  # cls + last sep + separators between
+        budget = self.max_tokens - specials
+        if budget < len(pieces):
+            raise ValueError(f"a dialogue of {len(pieces)} utterances cannot fit in {self.max_tokens} tokens")
+        truncated = 0
+        lens = [len(p) for p in pieces]
+        while sum(lens) > budget:
+            k = max(range(len(lens)), key=lambda i: (lens[i], -i))  # the longest (first of equals)
+            lens[k] -= 1
+            truncated += 1
+        ids = [self.cls]
+        spans = []
+        for i, (p, n) in enumerate(zip(pieces, lens)):
+            if i > 0 and self.double_sep:
+                ids.append(self.sep)
+            start = len(ids)
+            ids.extend(p[:n])
+            spans.append((start, len(ids)))
+            ids.append(self.sep)
+        return DialogueTokens(ids, spans, truncated)

@@ -1,0 +1,289 @@
+"""The trainer: Accelerate (device, precision, DDP), dialogue batches, two learning rates, warmup +
+linear decay, clipping of UNSCALED gradients, every RNG seeded, best checkpoint by dev weighted F1
+with early stopping, and the facial-expression (FER) branch interleaved by a step ratio.
+
+    trainer = Trainer(model, TrainConfig(...), fer=fer_model, fer_cfg=..., aux_data=affwild_dataset)
+    best = trainer.fit(train_dialogues, dev_dialogues, out_dir)   # -> best dev metrics
+    preds = trainer.predict(test_dialogues)                       # utt_ids, labels, predictions, probs
+
+FacialMMT's defects fixed here (reference §8): any batch size is correct (whole dialogues per
+batch, per-utterance masks, no index arithmetic), each dialogue is encoded once per step, Gumbel
+noise only while training, ``fer.train_with_mer`` decides explicitly whether MER gradients update
+the FER network (else it runs frozen, in eval mode, under no_grad), gradients are unscaled before
+clipping (``accelerator.clip_grad_norm_``), Python/NumPy/torch are seeded, early stopping with
+patience, the two tasks interleave by step instead of a full Aff-Wild2 pass per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stage1_face_extraction.params import ConfigError
+
+from .checkpoint import save_checkpoint
+from .metrics import classification_metrics
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "Trainer"]
+
+PRECISIONS = ("no", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """``train`` section of params.yaml."""
+
+    epochs: int = 10
+    batch_dialogues: int = 4  # dialogues per batch (all their utterances are classified)
+    max_utterances: int = 64  # ... and at most this many utterances (unless one dialogue is larger)
+    grad_accum: int = 1
+    lr_encoder: float = 1e-5  # the pretrained text encoder
+    lr: float = 1e-4  # every new layer
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # share of the optimizer steps
+    clip: float = 1.0  # max gradient norm (of unscaled gradients)
+    precision: str = "no"  # no | bf16 | fp16 (fp16 and bf16 need a GPU; bf16 also runs on CPU)
+    seed: int = 1111
+    seeds: list[int] = field(default_factory=list)  # several runs: mean and std are reported
+    patience: int = 3  # epochs without a better dev weighted F1 before stopping
+    eval_every: int = 0  # optimizer steps between dev evaluations (0: once per epoch)
+    max_tokens: int = 512  # dialogue token budget
+    speaker_names: bool = False  # "Name: utterance" in the text
+    workers: int = 0  # DataLoader processes
+    cpu: bool = False  # force the CPU even with a GPU
+    # facial-expression branch
+    aux_ratio: float = 1.0  # Aff-Wild2 steps per MER step (0: no auxiliary training)
+    aux_batch: int = 32
+    aux_lr: float = 5e-5
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.epochs < 1 or self.batch_dialogues < 1 or self.grad_accum < 1 or self.max_utterances < 1:
+            raise ConfigError("train: epochs, batch_dialogues, grad_accum and max_utterances must be >= 1")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ConfigError(f"train.warmup must be in [0, 1), got {self.warmup}")
+        if self.aux_ratio < 0 or self.patience < 1:
+            raise ConfigError("train: aux_ratio >= 0 and patience >= 1")
+
+
+def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
+    """LR multiplier: 0 -> 1 over ``warmup`` steps, then linearly to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _cycle(loader) -> Iterator:
+    while True:
+        yield from loader
+
+
+class Trainer:
+    """Fit / evaluate one MER model (optionally with its FER network)."""
+
+    def __init__(self, model, cfg: TrainConfig, fer=None, fer_cfg: Any = None, aux_data=None,
+                 model_config: dict | None = None, fer_config: dict | None = None,
+                 meta: dict | None = None, pad_id: int = 0,
+                 on_log: Callable[[dict], None] | None = None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.cfg = cfg
+        set_seed(cfg.seed)
+        self.acc = Accelerator(mixed_precision=cfg.precision, cpu=cfg.cpu)
+        self.model, self.fer, self.fer_cfg, self.aux_data = model, fer, fer_cfg, aux_data
+        self.model_config, self.fer_config = model_config or {}, fer_config
+        self.meta, self.pad_id, self.on_log = dict(meta or {}), pad_id, on_log
+        self.train_fer_with_mer = bool(getattr(fer_cfg, "train_with_mer", False))
+
+    # ------------------------------------------------------------------------------- batches
+
+    def _loader(self, dataset, shuffle: bool, epoch_seed: int = 0):
+        from torch.utils.data import DataLoader
+
+        from stage2_mer.data import DialogueBatchSampler, collate
+
+        sampler = DialogueBatchSampler(dataset, self.cfg.batch_dialogues, self.cfg.max_utterances,
+                                       shuffle=shuffle, seed=self.cfg.seed + epoch_seed)
+        pad = self.pad_id
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=lambda items: collate(items, pad),
+                          num_workers=self.cfg.workers), sampler
+
+    def _face_inputs(self, batch: dict, training: bool) -> None:
+        """Run the FER network over the batch's real face crops and put the 7-d frame distributions
+        (``face_probs``) and the filtered, packed visual sequence into ``batch`` (reference §3.7)."""
+        if self.fer is None or "faces" not in batch or "visual" not in batch:
+            return
+        import torch
+
+        from stage2_mer.fer.frames import faces_to_input, frame_distributions, keep_mask, pack_kept
+
+        visual, mask = batch["visual"], batch["visual_mask"]  # (U, Lv, Dv), (U, Lv)
+        probs = torch.zeros(*mask.shape, 7, device=visual.device, dtype=visual.dtype)  # (U, Lv, 7)
+        if batch["faces"].shape[0]:
+            train_fer = training and self.train_fer_with_mer
+            self.fer.train(train_fer)
+            with torch.set_grad_enabled(train_fer):
+                logits = self.fer(faces_to_input(batch["faces"].to(visual.device)))  # (N, 7)
+                p = frame_distributions(logits.float(), tau=getattr(self.fer_cfg, "tau", 1.0), training=training)
+            idx = batch["face_index"].to(visual.device)  # (N, 2): utterance, row
+            probs = probs.index_put((idx[:, 0], idx[:, 1]), p.to(probs.dtype))
+        keep = keep_mask(probs, mask, threshold=getattr(self.fer_cfg, "threshold", 0.2))  # (U, Lv)
+        both = torch.cat([visual, probs], dim=-1)  # (U, Lv, Dv + 7)
+        packed, new_mask = pack_kept(both, keep)
+        batch["visual"], batch["face_probs"] = packed[..., : visual.shape[-1]], packed[..., visual.shape[-1]:]
+        batch["visual_mask"] = new_mask
+
+    def _to_device(self, batch: dict) -> dict:
+        import torch
+
+        return {k: v.to(self.acc.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    # ---------------------------------------------------------------------------------- train
+
+    def fit(self, train_ds, dev_ds, out_dir: str | Path) -> dict:
+        """Train; the best dev checkpoint goes to ``out_dir``; returns its dev metrics (+ epoch)."""
+        import torch
+
+        cfg = self.cfg
+        loader, sampler = self._loader(train_ds, shuffle=True)
+        groups = self.model.param_groups() if hasattr(self.model, "param_groups") else (
+            [], [p for p in self.model.parameters() if p.requires_grad])
+        enc, new = groups
+        param_groups = [{"params": new, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
+        if enc:
+            param_groups.append({"params": enc, "lr": cfg.lr_encoder, "weight_decay": cfg.weight_decay})
+        if self.fer is not None and self.train_fer_with_mer:
+            param_groups.append({"params": list(self.fer.parameters()), "lr": cfg.aux_lr, "weight_decay": 0.0})
+        opt = torch.optim.AdamW(param_groups)
+        steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
+        total = steps_per_epoch * cfg.epochs
+        warm = int(cfg.warmup * total)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_warmup_decay(s, total, warm))
+        aux = None
+        if self.fer is not None and self.aux_data is not None and cfg.aux_ratio > 0:
+            aux = self._aux_setup(total)
+        self.model, opt, loader, sched = self.acc.prepare(self.model, opt, loader, sched)
+        if self.fer is not None:
+            self.fer = self.acc.prepare(self.fer)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        best: dict = {"weighted_f1": -1.0}
+        bad_epochs, step, aux_debt, aux_loss = 0, 0, 0.0, float("nan")
+        for epoch in range(cfg.epochs):
+            sampler.set_epoch(epoch)
+            self.model.train()
+            for k, batch in enumerate(loader):
+                batch = self._to_device(batch)
+                self._face_inputs(batch, training=True)
+                with self.acc.accumulate(self.model):
+                    logits = self.model(batch)  # (U, 7)
+                    loss = loss_fn(logits.float(), batch["labels"])
+                    self.acc.backward(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss)
+                    last = (k + 1) % cfg.grad_accum == 0 or k + 1 == len(loader)
+                    if last:
+                        if cfg.clip > 0:
+                            self.acc.clip_grad_norm_(self.model.parameters(), cfg.clip)  # unscaled first
+                        opt.step()
+                        sched.step()
+                        opt.zero_grad(set_to_none=True)
+                        step += 1
+                if last and aux is not None:
+                    aux_debt += cfg.aux_ratio
+                    while aux_debt >= 1.0:
+                        aux_loss = self._aux_step(aux)
+                        aux_debt -= 1.0
+                    if step % cfg.log_every == 0:
+                        self._log({"step": step, "aux_loss": aux_loss})
+                if step % cfg.log_every == 0 and last:
+                    self._log({"epoch": epoch, "step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]})
+                if cfg.eval_every and last and step % cfg.eval_every == 0:
+                    best, improved = self._validate(dev_ds, best, out_dir, epoch, step)
+            best, improved = self._validate(dev_ds, best, out_dir, epoch, step)
+            bad_epochs = 0 if improved else bad_epochs + 1
+            if bad_epochs >= cfg.patience:
+                log.info("early stop after epoch %d: no better dev weighted F1 for %d epochs", epoch, bad_epochs)
+                break
+        return best
+
+    def _aux_setup(self, total: int) -> dict:
+        import torch
+        from torch.utils.data import DataLoader
+
+        cfg = self.cfg
+        loader = DataLoader(self.aux_data, batch_size=cfg.aux_batch, shuffle=True, drop_last=len(self.aux_data) > cfg.aux_batch,
+                            num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed))
+        opt = torch.optim.AdamW(self.fer.parameters(), lr=cfg.aux_lr, weight_decay=0.0)
+        n_aux = max(1, int(total * cfg.aux_ratio))
+        warm = int(cfg.warmup * n_aux)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_warmup_decay(s, n_aux, warm))
+        loader, opt, sched = self.acc.prepare(loader, opt, sched)
+        return {"it": _cycle(loader), "opt": opt, "sched": sched}
+
+    def _aux_step(self, aux: dict) -> float:
+        import torch
+
+        images, labels = next(aux["it"])
+        self.fer.train()
+        logits = self.fer(images)  # (N, 7)
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        self.acc.backward(loss)
+        if self.cfg.clip > 0:
+            self.acc.clip_grad_norm_(self.fer.parameters(), self.cfg.clip)
+        aux["opt"].step()
+        aux["sched"].step()
+        aux["opt"].zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def _validate(self, dev_ds, best: dict, out_dir, epoch: int, step: int) -> tuple[dict, bool]:
+        pred = self.predict(dev_ds)
+        m = classification_metrics(pred["labels"], pred["predictions"])
+        self._log({"epoch": epoch, "step": step, "dev_weighted_f1": m["weighted_f1"], "dev_macro_f1": m["macro_f1"]})
+        if m["weighted_f1"] <= best["weighted_f1"]:
+            return best, False
+        best = {**m, "epoch": epoch, "step": step}
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            save_checkpoint(out_dir, self.acc.unwrap_model(self.model), self.model_config,
+                            fer=self.acc.unwrap_model(self.fer) if self.fer is not None else None,
+                            fer_config=self.fer_config, metrics={k: m[k] for k in ("weighted_f1", "macro_f1", "accuracy")},
+                            epoch=epoch, step=step, seed=self.cfg.seed, **self.meta)
+        return best, True
+
+    # -------------------------------------------------------------------------------- predict
+
+    def predict(self, dataset) -> dict:
+        """``utt_ids``, ``labels``, ``predictions`` (lists) and ``probs`` (U, 7) over ``dataset``
+        (eval mode, no noise, deterministic)."""
+        import torch
+
+        loader, _ = self._loader(dataset, shuffle=False)
+        model = self.model
+        model.eval()
+        utt_ids, labels, probs = [], [], []
+        with torch.inference_mode():
+            for batch in loader:
+                ids = batch["utt_ids"]
+                batch = self._to_device(batch)
+                self._face_inputs(batch, training=False)
+                p = torch.softmax(model(batch).float(), dim=-1)  # (U, 7)
+                utt_ids.extend(ids)
+                labels.extend(batch["labels"].tolist())
+                probs.append(p.cpu().numpy())
+        model.train()
+        p = np.concatenate(probs, 0) if probs else np.zeros((0, 7), np.float32)
+        return {"utt_ids": utt_ids, "labels": labels, "predictions": p.argmax(1).tolist(), "probs": p}
+
+    def _log(self, rec: dict) -> None:
+        if self.on_log is not None and self.acc.is_main_process:
+            self.on_log(rec)
+        log.info("%s", " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()))
