@@ -133,16 +133,35 @@ def test_features_outputs(repro_dir):
         summary = json.loads((repro_dir / f"data/features/{modality}_summary.json").read_text())
         assert summary["extractor"] == name and summary["dim"] == dim
         assert sum(s["utterances"] for s in summary["splits"].values()) == 12
-        assert summary["max_len"] >= 1
+        assert summary["mean3std_len"] >= 1
         meta = json.loads((repro_dir / f"data/features/{modality}/{name}/train/meta.json").read_text())
         assert meta["dim"] == dim and meta["dtype"] == "float16"
     audio = json.loads((repro_dir / "data/features/audio_summary.json").read_text())
     assert audio["splits"]["train"]["empty"] == 0 and audio["splits"]["train"]["mean_length"] > 90  # 50 frames/s
 
 
+def test_train_and_evaluate_outputs(repro_dir):
+    import csv
+
+    info = json.loads((repro_dir / "data/model/checkpoint.json").read_text())
+    assert info["labels"][0] == "neutral" and info["model"]["modalities"] == "T+A+V" and info["fer"] is not None
+    assert (repro_dir / "data/model/model.safetensors").stat().st_size > 1000
+    metrics = json.loads((repro_dir / "data/eval/metrics.json").read_text())
+    assert {"weighted_f1", "macro_f1", "accuracy", "per_class_f1"} <= set(metrics) and metrics["n"] == 4
+    assert 0.0 <= metrics["weighted_f1"] <= 100.0 and len(metrics["per_class_f1"]) == 7
+    rows = list(csv.DictReader((repro_dir / "data/eval/predictions.csv").open()))
+    assert len(rows) == 4 and all(abs(sum(float(r[k]) for k in r if k.startswith("p_")) - 1) < 1e-3 for r in rows)
+    assert (repro_dir / "data/eval/confusion.png").stat().st_size > 1000
+    train = json.loads((repro_dir / "data/train_metrics.json").read_text())
+    assert "weighted_f1" in train["dev"]
+    r = _dvc(["metrics", "show", "--json"], repro_dir)
+    assert r.returncode == 0 and "weighted_f1" in r.stdout, r.stderr
+
+
 def test_swapping_the_visual_extractor_changes_only_the_visual_stage(repro_dir):
+    # the visual stage and what depends on it: train and evaluate read data/features/visual/<name>
     with _edited_params(repro_dir, lambda p: p["features"]["visual"].update(name="dlib_resnet")):
-        assert _changed_stages(repro_dir) == {"features@visual"}
+        assert _changed_stages(repro_dir) == {"features@visual", "train", "evaluate"}
     with _edited_params(repro_dir, lambda p: p["features"]["audio"].update(dtype="float32")):
         assert _changed_stages(repro_dir) == {"features@audio"}
 

@@ -60,8 +60,6 @@ def test_config_keys_per_extractor() -> None:
         bad.create()
     with pytest.raises(ConfigError, match="dtype"):
         _cfg(dtype="int8")
-    with pytest.raises(ConfigError):
-        _cfg(max_len="median")
     with pytest.raises(ConfigError, match="unknown"):
         from_dict(FeatureStageConfig, {"name": "fbank", "bogus": 1}, "features.audio")
 
@@ -191,7 +189,7 @@ def test_stage_visual_and_audio(tmp_path: Path, repo_root: Path, small_demo: Pat
     summary = json.loads((tmp_path / "v.json").read_text())
     assert summary["extractor"] == "test_channel_stats" and summary["dim"] == 6
     assert summary["splits"]["train"]["rows"] == 10 and summary["splits"]["dev"]["utterances"] == 1
-    assert summary["max_len"] == 6  # mean+3std of [4, 6] = 8, capped at the longest
+    assert summary["mean3std_len"] == 6  # mean+3std of [4, 6] = 8, capped at the longest
     assert (out / "visual" / "test_channel_stats" / "summary.json").read_bytes() == (tmp_path / "v.json").read_bytes()
     assert FeatureReader(out / "visual" / "test_channel_stats" / "train").length("dia0_utt1") == 6
     # audio, on the small demo's utterance table

@@ -209,7 +209,7 @@ def test_linear_warmup_decay_values():
 
 
 @pytest.mark.parametrize("kw", [
-    {"precision": "fp32"}, {"epochs": 0}, {"batch_dialogues": 0}, {"grad_accum": 0}, {"max_utterances": 0},
+    {"precision": "no"}, {"precision": "fp64"}, {"epochs": 0}, {"batch_dialogues": 0}, {"grad_accum": 0}, {"max_utterances": 0},
     {"warmup": 1.0}, {"warmup": -0.1}, {"patience": 0}, {"aux_ratio": -1.0},
 ])
 def test_bad_train_config_raises(kw):

@@ -45,8 +45,8 @@ class FeatureStageConfig:
     each extractor's own keys under its name (``{wav2vec2: {model: ...}, fbank: {...}}``) so that
     ``-S features.audio.name=fbank`` needs nothing else; the registry checks the chosen one's keys
     (an unknown key fails with the valid ones). ``dtype`` of the
-    stored features; ``max_len``: padding width the trainer uses (an int, or ``mean+3std`` of the
-    train split's lengths, FacialMMT's rule), recorded in ``summary.json``; ``workers``: DataLoader
+    stored features (all rows are kept: the trainer applies the length cap, ``train.max_*_len``);
+    ``workers``: DataLoader
     processes decoding the inputs; ``batch_size`` (visual): faces per forward, pooled across
     utterances; ``batch_seconds`` (audio): padded seconds per forward (0 = one utterance at a
     time; ``auto`` = 30 on CUDA, 0 on the CPU, where padding costs more than batching saves:
@@ -57,7 +57,6 @@ class FeatureStageConfig:
     name: str
     extractors: dict[str, dict[str, Any]] = field(default_factory=dict)
     dtype: str = "float16"
-    max_len: int | str = "mean+3std"
     workers: int = 1
     batch_size: int = 64
     batch_seconds: float | str = "auto"
@@ -71,10 +70,6 @@ class FeatureStageConfig:
             raise ConfigError(f"features batch_seconds must be 'auto' or >= 0, got {self.batch_seconds!r}")
         if self.workers < 0 or self.batch_size < 1 or self.sort_window < 1:
             raise ConfigError("features: workers >= 0, batch_size >= 1, sort_window >= 1")
-        try:
-            length_cap([1], self.max_len)  # validates the rule
-        except ValueError as exc:
-            raise ConfigError(f"features max_len: {exc}") from None
         if not all(isinstance(v, dict) or v is None for v in self.extractors.values()):
             raise ConfigError("features.<modality>.extractors must map extractor names to their keys")
 

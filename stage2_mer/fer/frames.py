@@ -154,6 +154,7 @@ def fer_distributions(
     joint: bool = False,
     generator: torch.Generator | None = None,
     batch_size: int = 64,
+    size: int | None = None,
 ) -> torch.Tensor:
     """Emotion distributions of real face frames: crops (M, H, W, 3) uint8 -> (M, 7) float32.
 
@@ -166,9 +167,13 @@ def fer_distributions(
             True -> gradients flow into the Swin and its current train/eval mode is kept.
         generator: for the Gumbel noise.
         batch_size: frames per Swin forward.
+        size: input side; None = the model's ``cfg.image_size`` (pass it when the model is wrapped,
+            e.g. by DDP, which hides ``cfg``).
     """
     param = next(model.parameters())
-    size = int(getattr(getattr(model, "cfg", None), "image_size", 224))
+    if size is None:
+        inner = getattr(model, "module", model)  # DDP / Accelerate wrappers
+        size = int(getattr(getattr(inner, "cfg", None), "image_size", 224))
     m = len(crops)
     was_training = model.training
     if not joint:

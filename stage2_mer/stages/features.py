@@ -10,8 +10,8 @@ Reads ONLY the ``features.<modality>`` section (so changing one modality's extra
 that stage). Writes ``<out>/<name>/<split>/`` feature folders (safetensors shards + ``index.jsonl``
 + ``meta.json``, see ``stage2_mer/features/SCHEMA.md``), where ``<name>`` is the extractor, and
 ``<out>/<name>/summary.json`` (also ``--summary``, a DVC metric): per split the utterance count,
-empty utterances, rows and lengths, the padding width ``max_len`` (from the train split) and the
-extractor's contract. The throughput (faces/s, seconds of audio per second) is shown on the
+empty utterances, rows and lengths, FacialMMT's padding width ``mean3std_len`` (mean + 3 std of the
+train lengths; the trainer applies its own ``train.max_*_len``) and the extractor's contract. The throughput (faces/s, seconds of audio per second) is shown on the
 progress bar and logged. The visual stage reads the stage-1 face shards
 (``<faces>/<split>/``); the audio stage decodes the clips listed in the utterance table.
 """
@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s %s: %s; %.1f %s/s", args.modality, split, summary["splits"][split],
                  done["amount"] / max(wall, 1e-9), unit)
     base = lengths_by_split.get("train") or [n for ls in lengths_by_split.values() for n in ls]
-    summary["max_len"] = length_cap([n for n in base if n > 0] or [1], cfg.max_len)
-    summary["max_len_rule"] = cfg.max_len
+    summary["mean3std_len"] = length_cap([n for n in base if n > 0] or [1], "mean+3std")  # FacialMMT's cap, for reference
     data = (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()  # deterministic: no wall times
     atomic_write_bytes(out / "summary.json", data)
     if args.summary:

@@ -8,10 +8,11 @@ with early stopping, and the facial-expression (FER) branch interleaved by a ste
 
 FacialMMT's defects fixed here (reference §8): any batch size is correct (whole dialogues per
 batch, per-utterance masks, no index arithmetic), each dialogue is encoded once per step, Gumbel
-noise only while training, ``fer.train_with_mer`` decides explicitly whether MER gradients update
-the FER network (else it runs frozen, in eval mode, under no_grad), gradients are unscaled before
+noise only while training, gradients are unscaled before
 clipping (``accelerator.clip_grad_norm_``), Python/NumPy/torch are seeded, early stopping with
 patience, the two tasks interleave by step instead of a full Aff-Wild2 pass per epoch.
+``train.fer_joint`` decides whether MER gradients update the FER network (else it runs frozen,
+in eval mode, under no_grad during MER steps).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["TrainConfig", "Trainer"]
 
-PRECISIONS = ("no", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16")  # not "no": YAML writers (dvc exp run -S) turn it into false
 
 
 @dataclass
@@ -50,12 +51,14 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: float = 0.1  # share of the optimizer steps
     clip: float = 1.0  # max gradient norm (of unscaled gradients)
-    precision: str = "no"  # no | bf16 | fp16 (fp16 and bf16 need a GPU; bf16 also runs on CPU)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs a GPU; bf16 also runs on CPU)
     seed: int = 1111
     seeds: list[int] = field(default_factory=list)  # several runs: mean and std are reported
     patience: int = 3  # epochs without a better dev weighted F1 before stopping
     eval_every: int = 0  # optimizer steps between dev evaluations (0: once per epoch)
     max_tokens: int = 512  # dialogue token budget
+    max_audio_len: int | str = "mean+3std"  # frames kept per utterance: an int or mean+3std of train
+    max_visual_len: int | str = "mean+3std"
     speaker_names: bool = False  # "Name: utterance" in the text
     workers: int = 0  # DataLoader processes
     cpu: bool = False  # force the CPU even with a GPU
@@ -63,6 +66,10 @@ class TrainConfig:
     aux_ratio: float = 1.0  # Aff-Wild2 steps per MER step (0: no auxiliary training)
     aux_batch: int = 32
     aux_lr: float = 5e-5
+    fer_joint: bool = False  # True: MER gradients update the FER network too (joint training)
+    fer_tau: float = 1.0  # softmax temperature of the frame distributions
+    fer_threshold: float = 0.2  # frames whose importance (sum of squared probabilities) is lower are dropped
+    fer_batch: int = 64  # faces per FER forward
     log_every: int = 50
 
     def __post_init__(self) -> None:
@@ -74,6 +81,13 @@ class TrainConfig:
             raise ConfigError(f"train.warmup must be in [0, 1), got {self.warmup}")
         if self.aux_ratio < 0 or self.patience < 1:
             raise ConfigError("train: aux_ratio >= 0 and patience >= 1")
+        from stage2_mer.features.store import length_cap
+
+        for key in ("max_audio_len", "max_visual_len"):
+            try:
+                length_cap([1], getattr(self, key))
+            except ValueError as exc:
+                raise ConfigError(f"train.{key}: {exc}") from None
 
 
 def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
@@ -81,6 +95,12 @@ def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def torch_cat(a, b):
+    import torch
+
+    return torch.cat([a, b], dim=-1)
 
 
 def _cycle(loader) -> Iterator:
@@ -100,11 +120,12 @@ class Trainer:
 
         self.cfg = cfg
         set_seed(cfg.seed)
-        self.acc = Accelerator(mixed_precision=cfg.precision, cpu=cfg.cpu)
+        self.acc = Accelerator(mixed_precision="no" if cfg.precision == "fp32" else cfg.precision, cpu=cfg.cpu)
         self.model, self.fer, self.fer_cfg, self.aux_data = model, fer, fer_cfg, aux_data
         self.model_config, self.fer_config = model_config or {}, fer_config
         self.meta, self.pad_id, self.on_log = dict(meta or {}), pad_id, on_log
-        self.train_fer_with_mer = bool(getattr(fer_cfg, "train_with_mer", False))
+        # the FER input size, read before Accelerate may wrap the module (DDP hides .cfg)
+        self._fer_size = int(getattr(getattr(fer, "cfg", None), "image_size", 224)) if fer is not None else 224
 
     # ------------------------------------------------------------------------------- batches
 
@@ -120,29 +141,30 @@ class Trainer:
                           num_workers=self.cfg.workers), sampler
 
     def _face_inputs(self, batch: dict, training: bool) -> None:
-        """Run the FER network over the batch's real face crops and put the 7-d frame distributions
-        (``face_probs``) and the filtered, packed visual sequence into ``batch`` (reference §3.7)."""
+        """Run the FER network over the batch's real face crops and replace the visual input with
+        the kept frames' ``[features ; 7-d distribution]`` packed to the front (reference §3.7, with
+        Gumbel noise only in training and per-utterance masks instead of index arithmetic)."""
         if self.fer is None or "faces" not in batch or "visual" not in batch:
             return
-        import torch
+        from stage2_mer.fer import fer_distributions, keep_mask, pack_kept, scatter_frames
 
-        from stage2_mer.fer.frames import faces_to_input, frame_distributions, keep_mask, pack_kept
-
+        cfg = self.cfg
         visual, mask = batch["visual"], batch["visual_mask"]  # (U, Lv, Dv), (U, Lv)
-        probs = torch.zeros(*mask.shape, 7, device=visual.device, dtype=visual.dtype)  # (U, Lv, 7)
-        if batch["faces"].shape[0]:
-            train_fer = training and self.train_fer_with_mer
-            self.fer.train(train_fer)
-            with torch.set_grad_enabled(train_fer):
-                logits = self.fer(faces_to_input(batch["faces"].to(visual.device)))  # (N, 7)
-                p = frame_distributions(logits.float(), tau=getattr(self.fer_cfg, "tau", 1.0), training=training)
-            idx = batch["face_index"].to(visual.device)  # (N, 2): utterance, row
-            probs = probs.index_put((idx[:, 0], idx[:, 1]), p.to(probs.dtype))
-        keep = keep_mask(probs, mask, threshold=getattr(self.fer_cfg, "threshold", 0.2))  # (U, Lv)
-        both = torch.cat([visual, probs], dim=-1)  # (U, Lv, Dv + 7)
-        packed, new_mask = pack_kept(both, keep)
-        batch["visual"], batch["face_probs"] = packed[..., : visual.shape[-1]], packed[..., visual.shape[-1]:]
-        batch["visual_mask"] = new_mask
+        faces = batch["faces"]  # (M, S, S, 3) uint8, M = mask.sum()
+        if faces.shape[0] != int(mask.sum()):
+            raise ValueError(f"{faces.shape[0]} face crops for {int(mask.sum())} visual frames")
+        if faces.shape[0]:
+            joint = training and cfg.fer_joint
+            self.fer.train(joint)
+            flat = fer_distributions(self.fer, faces, tau=cfg.fer_tau, training=training, joint=joint,
+                                     batch_size=cfg.fer_batch, size=self._fer_size)  # (M, 7)
+            probs = scatter_frames(flat.to(visual.dtype), mask)  # (U, Lv, 7)
+        else:
+            probs = visual.new_zeros((*mask.shape, 7))
+        keep = keep_mask(probs, mask, threshold=cfg.fer_threshold)  # (U, Lv)
+        packed, new_mask = pack_kept(torch_cat(visual, probs), keep)
+        d = visual.shape[-1]
+        batch["visual"], batch["face_probs"], batch["visual_mask"] = packed[..., :d], packed[..., d:], new_mask
 
     def _to_device(self, batch: dict) -> dict:
         import torch
@@ -163,7 +185,7 @@ class Trainer:
         param_groups = [{"params": new, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
         if enc:
             param_groups.append({"params": enc, "lr": cfg.lr_encoder, "weight_decay": cfg.weight_decay})
-        if self.fer is not None and self.train_fer_with_mer:
+        if self.fer is not None and cfg.fer_joint:
             param_groups.append({"params": list(self.fer.parameters()), "lr": cfg.aux_lr, "weight_decay": 0.0})
         opt = torch.optim.AdamW(param_groups)
         steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
@@ -192,7 +214,10 @@ class Trainer:
                     last = (k + 1) % cfg.grad_accum == 0 or k + 1 == len(loader)
                     if last:
                         if cfg.clip > 0:
-                            self.acc.clip_grad_norm_(self.model.parameters(), cfg.clip)  # unscaled first
+                            params = list(self.model.parameters())
+                            if self.fer is not None and cfg.fer_joint:
+                                params += list(self.fer.parameters())
+                            self.acc.clip_grad_norm_(params, cfg.clip)  # unscaled first
                         opt.step()
                         sched.step()
                         opt.zero_grad(set_to_none=True)
@@ -267,7 +292,9 @@ class Trainer:
         import torch
 
         loader, _ = self._loader(dataset, shuffle=False)
-        model = self.model
+        model = self.model.to(self.acc.device)  # also before fit / without prepare
+        if self.fer is not None:
+            self.fer.to(self.acc.device)
         model.eval()
         utt_ids, labels, probs = [], [], []
         with torch.inference_mode():

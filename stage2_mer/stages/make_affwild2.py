@@ -1,0 +1,81 @@
+"""DVC stage ``make_affwild2`` (demo only): a tiny Aff-Wild2-layout folder from the demo's own faces.
+
+    python -m stage2_mer.stages.make_affwild2 --params params.yaml \
+        --utterances data/prepared/utterances.parquet --faces data/faces --out data/affwild2
+
+The auxiliary facial-expression task trains on Aff-Wild2 (ABAW3 expression layout:
+``cropped_aligned/<video>/<frame>.jpg`` + one annotation txt per video), which cannot ship with
+this project. So that the whole path runs on the demo, this stage takes up to
+``affwild2_demo.faces_per_utterance`` crops of every TRAIN utterance with faces, labels them with
+the utterance's emotion and writes them in that layout (one "video" per utterance). On real MELD,
+point ``train``'s ``--affwild2`` at a real Aff-Wild2 folder instead (README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stage1_face_extraction.params import ConfigError, load_section
+from stage1_face_extraction.stages._common import setup_logging
+
+log = logging.getLogger("facialmmt.make_affwild2")
+
+
+@dataclass
+class AffWild2DemoConfig:
+    """``affwild2_demo`` section."""
+
+    faces_per_utterance: int = 8  # spread over the utterance's crops
+    split: str = "train"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="facialmmt-make-affwild2", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--utterances", required=True)
+    ap.add_argument("--faces", required=True, help="the extract_faces output folder")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    setup_logging()
+    from stage1_face_extraction.meld import read_utterance_table
+    from stage1_face_extraction.store import FaceShardReader
+    from stage2_mer.fer import write_demo_affwild2
+
+    try:
+        cfg = load_section(args.params, "affwild2_demo", AffWild2DemoConfig)
+        table = read_utterance_table(args.utterances)
+        reader = FaceShardReader(Path(args.faces) / cfg.split)
+    except (ConfigError, OSError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    rows = table[table["split"] == cfg.split].sort_values("utt_id")
+    faces, labels = [], []
+    for r in rows.itertuples():
+        crops = reader.read(r.utt_id)
+        if len(crops) == 0:
+            continue
+        k = min(cfg.faces_per_utterance, len(crops))
+        pick = np.unique(np.linspace(0, len(crops) - 1, k).round().astype(int))
+        faces.append(crops[pick])
+        labels.extend([int(r.label)] * len(pick))
+    if not faces:
+        log.error("no %s utterance has faces in %s", cfg.split, args.faces)
+        return 2
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    write_demo_affwild2(out, np.concatenate(faces, 0), np.asarray(labels), frames_per_video=cfg.faces_per_utterance)
+    log.info("wrote %d labelled faces (%s) to %s", len(labels),
+             ", ".join(f"{k} {v}" for k, v in sorted(zip(*np.unique(labels, return_counts=True)))), out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

