@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         keep = table[(table["split"] != "train") | (table["dialogue_id"] < args.limit_dialogues)]
         table = keep
     data = {s: MELDDialogues(table, s, tokenizer=dtok) for s in ("train", "dev", "test")}
-    print(f"dialogues: " + ", ".join(f"{s} {len(d)}" for s, d in data.items()), flush=True)
+    print("dialogues: " + ", ".join(f"{s} {len(d)}" for s, d in data.items()), flush=True)
     cfg = ModelConfig(modalities="T", text_encoder=str(args.encoder), hidden=args.hidden, heads=4,
                       cross_heads=4, ffn=4 * args.hidden, num_labels=len(EMOTIONS))
     torch.manual_seed(args.seed)

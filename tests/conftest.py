@@ -73,3 +73,15 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     missing = {"normal", "cut_to_listener", "speaker_off_screen"} - plans
     assert not missing, f"small demo corpus lacks shot plans {sorted(missing)}; pick another seed"
     return out
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch intra-op thread for a module of tiny-tensor tests (on a shared 2-core machine,
+    two threads make each tiny forward much slower); restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

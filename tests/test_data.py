@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stage2_mer.data import DialogueBatchSampler, DialogueTokenizer, MELDDialogues, collate
+from stage2_mer.data import DialogueBatchSampler, DialogueTokenizer, MELDDialogues, collate, word_level_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -20,18 +20,7 @@ def bert_tok():
 @pytest.fixture(scope="module")
 def roberta_tok():
     """A tiny RoBERTa-layout tokenizer (<s> a </s></s> b </s>) built in memory."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    for w in "hi how are you fine thanks ross rachel : oh no yes really".split():
-        vocab.setdefault(w, len(vocab))
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
-    tk.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                                   cls_token="<s>", pad_token="<pad>", unk_token="<unk>")
+    return word_level_tokenizer("hi how are you fine thanks ross rachel : oh no yes really".split())
 
 
 def test_bert_layout_and_spans(bert_tok) -> None:

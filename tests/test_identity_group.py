@@ -66,6 +66,7 @@ def test_dialogue_tracks_are_clustered_and_named() -> None:
             assert cluster >= 0
             if name is not None:
                 assert 0.5 <= conf <= 1.0
+                assert float(who.embedding @ _people()[name]) > 0.9, "the name is the face's own"
     named = {a.name for a in gi.names.values()}
     assert named == {"Ann", "Bob"}, "Cid never speaks: no name for them"
     # the tracks named Ann are Ann's

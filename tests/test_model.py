@@ -101,13 +101,7 @@ def collate(dialogues: list[dict], extra: int = 0, noise: torch.Generator | None
     }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # conftest: tiny tensors, one thread
 
 
 @pytest.fixture(scope="module")

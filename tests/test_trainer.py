@@ -26,7 +26,7 @@ import torch
 
 from stage1_face_extraction.meld import EMOTIONS
 from stage1_face_extraction.params import ConfigError
-from stage2_mer.data import DialogueTokenizer, MELDDialogues, collate
+from stage2_mer.data import ROBERTA_SPECIALS, DialogueTokenizer, MELDDialogues, collate, word_level_tokenizer
 from stage2_mer.model import ModelConfig, create_model
 from stage2_mer.train import (
     TrainConfig,
@@ -40,7 +40,7 @@ from stage2_mer.train import (
 # one keyword per emotion, in MELD label order (EMOTIONS)
 KEYWORDS = ("okay", "wow", "scared", "sad", "great", "gross", "furious")
 FILLER = "i think that is so really the day you know well".split()
-SPECIALS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+SPECIALS = ROBERTA_SPECIALS
 PAD_ID = 1
 FEAT_DIM = 8  # audio and visual feature size (the first 7 dims carry the class signal)
 CROP = 32  # face crop side (and the FER input size)
@@ -52,18 +52,7 @@ SPLIT_SEED = {"train": 0, "dev": 1, "test": 2}
 
 def make_tokenizer():
     """A word-level RoBERTa-layout tokenizer (``<s> a </s></s> b </s>``) over KEYWORDS + FILLER."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = dict(SPECIALS)
-    for w in (*KEYWORDS, *FILLER, "ross", "rachel", "monica"):
-        vocab.setdefault(w, len(vocab))
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                                   cls_token="<s>", pad_token="<pad>", unk_token="<unk>")
+    return word_level_tokenizer((*KEYWORDS, *FILLER, "ross", "rachel", "monica"))
 
 
 def make_table(dialogues: dict[str, list[int]], seed: int = 0) -> pd.DataFrame:
@@ -164,13 +153,7 @@ def train_cfg(**kw) -> TrainConfig:
 SIZES = {"train": [3, 2, 5, 4, 3, 2, 4, 3, 5, 2, 3, 4, 3, 2, 4, 3], "dev": [4, 3, 5, 2, 4, 3], "test": [3, 4, 2]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # conftest: tiny tensors, one thread
 
 
 @pytest.fixture(scope="module")

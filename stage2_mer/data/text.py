@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["DialogueTokens", "DialogueTokenizer"]
+__all__ = ["DialogueTokens", "DialogueTokenizer", "word_level_tokenizer", "ROBERTA_SPECIALS"]
+
+ROBERTA_SPECIALS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
 
 
 @dataclass
@@ -73,3 +75,21 @@ class DialogueTokenizer:
             spans.append((start, len(ids)))
             ids.append(self.sep)
         return DialogueTokens(ids, spans, truncated)
+
+
+def word_level_tokenizer(words):
+    """A whitespace word-level tokenizer with RoBERTa's special tokens and pair layout
+    (``<s> a </s></s> b </s>``), built in memory: for tests and benchmarks that need a tokenizer
+    without downloading one. Ids: the 4 specials (:data:`ROBERTA_SPECIALS`), then ``words`` in order."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = dict(ROBERTA_SPECIALS)
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                   cls_token="<s>", pad_token="<pad>", unk_token="<unk>")

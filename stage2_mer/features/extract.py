@@ -28,7 +28,7 @@ import numpy as np
 from stage1_face_extraction.params import ConfigError
 
 from .registry import AudioExtractor, FeatureExtractor, VisualExtractor, create_extractor
-from .store import FeatureWriter, length_cap
+from .store import FeatureWriter
 
 log = logging.getLogger(__name__)
 

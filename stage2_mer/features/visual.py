@@ -142,8 +142,24 @@ class TimmExtractor(VisualExtractor):
         return self.module(x)  # (B, num_features)
 
 
+class _FaceEmbedderExtractor(VisualExtractor):
+    """A visual extractor backed by a stage-1 identity embedder (``self._embedder``): each crop is
+    one whole face; the embedder aligns and normalises it itself."""
+
+    def _forward(self, x):  # pragma: no cover - extract() is overridden
+        raise NotImplementedError
+
+    def extract(self, faces: np.ndarray) -> np.ndarray:
+        faces = np.asarray(faces)
+        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
+            raise ValueError(f"faces must be (N, H, W, 3) uint8 RGB, got {faces.dtype} {faces.shape}")
+        n, h, w = faces.shape[:3]
+        boxes = np.tile(np.array([[0, 0, w, h]], np.float32), (n, 1))  # (N, 4) whole crop
+        return self._embedder.embed(list(faces), boxes).astype(np.float32)  # (N, D)
+
+
 @register_extractor("dlib_resnet")
-class DlibResnetExtractor(VisualExtractor):
+class DlibResnetExtractor(_FaceEmbedderExtractor):
     """dlib ResNet 128-d descriptor of each whole crop (via the Stage-1 identity embedder).
 
     The crops are already aligned faces, so each crop's box is the whole crop; dlib's 5-point
@@ -177,20 +193,10 @@ class DlibResnetExtractor(VisualExtractor):
             normalization="none (dlib takes 0..255 RGB and aligns its own chip)",
         )
 
-    def _forward(self, x):  # pragma: no cover - extract() is overridden
-        raise NotImplementedError
-
-    def extract(self, faces: np.ndarray) -> np.ndarray:
-        faces = np.asarray(faces)
-        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
-            raise ValueError(f"faces must be (N, H, W, 3) uint8 RGB, got {faces.dtype} {faces.shape}")
-        n, h, w = faces.shape[:3]
-        boxes = np.tile(np.array([[0, 0, w, h]], np.float32), (n, 1))  # (N, 4) whole crop
-        return self._embedder.embed(list(faces), boxes).astype(np.float32)  # (N, 128)
 
 
 @register_extractor("arcface_onnx")
-class ArcFaceOnnxExtractor(VisualExtractor):
+class ArcFaceOnnxExtractor(_FaceEmbedderExtractor):
     """insightface ArcFace recognition ONNX (buffalo_l's ``w600k_r50.onnx``: 512-d) per face crop.
 
     Loading, alignment and normalisation are the Stage-1 identity embedder's
@@ -233,13 +239,3 @@ class ArcFaceOnnxExtractor(VisualExtractor):
                            + ", after re-aligning the crop to the ArcFace 112x112 template"),
         )
 
-    def _forward(self, x):  # pragma: no cover - extract() is overridden
-        raise NotImplementedError
-
-    def extract(self, faces: np.ndarray) -> np.ndarray:
-        faces = np.asarray(faces)
-        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
-            raise ValueError(f"faces must be (N, H, W, 3) uint8 RGB, got {faces.dtype} {faces.shape}")
-        n, h, w = faces.shape[:3]
-        boxes = np.tile(np.array([[0, 0, w, h]], np.float32), (n, 1))  # (N, 4) whole crop
-        return self._embedder.embed(list(faces), boxes).astype(np.float32)  # (N, D)
