@@ -156,6 +156,8 @@ def test_train_and_evaluate_outputs(repro_dir):
     assert "weighted_f1" in train["dev"]
     r = _dvc(["metrics", "show", "--json"], repro_dir)
     assert r.returncode == 0 and "weighted_f1" in r.stdout, r.stderr
+    r = _dvc(["plots", "show", "--json"], repro_dir)  # the confusion matrix from predictions.csv
+    assert r.returncode == 0 and "data/eval/predictions.csv" in r.stdout and '"predicted"' in r.stdout, r.stderr
 
 
 def test_swapping_the_visual_extractor_changes_only_the_visual_stage(repro_dir):
