@@ -42,6 +42,11 @@ class ClipJob:
     group: str | None = None  # clips of one group are identified together (None: the clip alone)
     write: bool = True  # False: analysed only for its group's identity step (already stored: resume)
 
+    @property
+    def key(self) -> str:
+        """The clip's name in the identity step (``utt_id``, else the path)."""
+        return str(self.utt_id or self.path)
+
 
 _WORKER: FacePipeline | None = None
 
@@ -201,14 +206,13 @@ class ClipRunner:
             gi = None
             if ident.enabled:
                 faces = [f for a in analyses for f in a.faces]
-                speakers = {str(j.utt_id or j.path): j.speaker for j in gjobs}
-                gi = identify_group(key if gjobs[0].group is not None else str(gjobs[0].utt_id or gjobs[0].path),
-                                    faces, speakers, ident, threshold, self.references)
+                speakers = {j.key: j.speaker for j in gjobs}
+                gi = identify_group(gjobs[0].group or gjobs[0].key, faces, speakers, ident, threshold, self.references)
                 if on_group is not None:
                     on_group(gi)
             for job, a in zip(gjobs, analyses):
                 if job.write:
-                    finishing.append((job, self._finish(job, a, gi.of(str(job.utt_id or job.path)) if gi else None)))
+                    finishing.append((job, self._finish(job, a, gi.of(job.key) if gi else None)))
             while finishing and (finishing[0][1].done() or len(finishing) > 2 * window):
                 job, fut = finishing.popleft()
                 yield job, fut.result()

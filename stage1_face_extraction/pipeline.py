@@ -117,10 +117,15 @@ class ClipAnalysis:
     faces: list[TrackFace] = field(default_factory=list)  # identity embeddings (embed=True)
 
 
+def detected_rows(track: Track) -> np.ndarray:
+    """Rows of ``track`` with a real detection (all rows when none has one)."""
+    return np.flatnonzero(track.detected) if track.detected.any() else np.arange(len(track))
+
+
 def identity_rows(track: Track, k: int) -> set[int]:
     """Rows of ``track`` to embed: the ``k`` best-scored detected rows, one from each of ``k``
     equal parts of the track (spread over it, so one bad moment does not decide)."""
-    rows = np.flatnonzero(track.detected) if track.detected.any() else np.arange(len(track))
+    rows = detected_rows(track)
     parts = np.array_split(rows, min(k, len(rows)))
     return {int(p[np.argmax(track.scores[p])]) for p in parts if len(p)}
 
@@ -210,7 +215,7 @@ class FacePipeline:
         desc_rows = {}
         id_rows: dict[int, set[int]] = {}
         for t in tracks:
-            rows = np.flatnonzero(t.detected) if t.detected.any() else np.arange(len(t))
+            rows = detected_rows(t)
             desc_rows[t.track_id] = set(rows[np.linspace(0, len(rows) - 1, min(5, len(rows))).astype(int)].tolist())
             if id_frames > 0 and len(t) >= self.cfg.select.min_track_frames:
                 id_rows[t.track_id] = identity_rows(t, id_frames)
@@ -235,7 +240,7 @@ class FacePipeline:
         return out, descriptors
 
     def _embed_tracks(self, tracks: list[Track]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """``{track_id: (unit embedding (D,), thumbnail (64, 64, 3))}`` from each track's ``id_samples``
+        """``{track_id: (unit embedding (D,), thumbnail (THUMB_SIZE, THUMB_SIZE, 3))}`` from each track's ``id_samples``
         (one embedder call for the whole clip); the samples are dropped afterwards."""
         emb = self.identity_embedder
         owners, images, boxes, lms = [], [], [], []
@@ -412,9 +417,11 @@ class FacePipeline:
         ``references`` (``{name: (K, D) embeddings}``, ``identity.load_references``) are given, then
         :meth:`finish`. Never raises for a bad clip: the status says why.
 
-        With references, the clip's tracks are clustered and named exactly as a dialogue's are
-        (reference photos first, then co-occurrence of the speaking cluster with ``speaker``).
+        With references, the clip's tracks are clustered and named by the same ``identify_group``
+        as a dialogue's (over one clip only the reference photos name clusters).
         """
+        if references and self.identity_embedder is None:  # stage1.identity.scope: none
+            self.identity_embedder = self.cfg.identity.create_embedder()
         a = self.analyse(path, utt_id=utt_id, speaker=speaker, clip=clip, embed=bool(references))
         if not references:
             return self.finish(a)

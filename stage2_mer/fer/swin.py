@@ -258,27 +258,20 @@ class CheckpointReport:
 
 
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """The flat tensor dict inside ``path`` (torch ``{'state_dict': ...}`` or safetensors)."""
+    """The flat tensor dict inside ``path`` (torch ``{'state_dict': ...}`` or safetensors), read by the
+    project's safe reader (:func:`stage1_face_extraction.weights.load_state_dict`)."""
+    from stage1_face_extraction.weights import load_state_dict
+
     if not path.is_file():
         raise FileNotFoundError(f"FER checkpoint not found: {path}")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, not a torch file, pickle with foreign objects, ...
+        obj = load_state_dict(path)
+    except Exception as exc:  # truncated zip, not a torch file, pickle with foreign objects, not a dict ...
         hint = ""
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            hint = (" (it pickles more than tensors: if you trust the file, convert it once with "
-                    "torch.load(..., weights_only=False) and safetensors.torch.save_file on its 'state_dict')")
+            hint = (" (it pickles more than tensors: if you trust the file, convert its 'state_dict' once to a "
+                    ".safetensors file in an environment you trust, and point fer.checkpoint at that)")
         raise CheckpointError(f"cannot read FER checkpoint {path}: {type(exc).__name__}: {exc}{hint}") from exc
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"FER checkpoint {path}: expected a state dict, got {type(obj).__name__}")
     return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
@@ -296,8 +289,8 @@ def load_face_checkpoint(model: SwinFER, path: str | Path, *, strict: bool = Tru
 
     Torch files are read with ``torch.load(path, map_location='cpu', weights_only=True)``: plain
     tensors / dicts / numbers only. A file that pickles other objects (an argparse Namespace, a
-    whole module) is refused with a hint: convert it once, where it is trusted, with
-    ``weights_only=False`` and save its ``state_dict`` as safetensors.
+    whole module) is refused with a hint: convert its ``state_dict`` once to safetensors, in an
+    environment where the file is trusted (this project never unpickles arbitrary objects).
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message names it).

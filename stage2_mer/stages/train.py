@@ -20,6 +20,7 @@ and ``--metrics``: the best dev metrics; with ``train.seeds: [a, b, ...]`` one r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -138,11 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     seeds = list(train_cfg.seeds) or [train_cfg.seed]
     runs = []
+    import torch
+
     for seed in seeds:
-        import dataclasses
-
-        import torch
-
         cfg = dataclasses.replace(train_cfg, seed=seed)
         torch.manual_seed(seed)
         model = create_model(model_cfg)

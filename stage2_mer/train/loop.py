@@ -97,12 +97,6 @@ def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def torch_cat(a, b):
-    import torch
-
-    return torch.cat([a, b], dim=-1)
-
-
 def _cycle(loader) -> Iterator:
     while True:
         yield from loader
@@ -146,6 +140,8 @@ class Trainer:
         Gumbel noise only in training and per-utterance masks instead of index arithmetic)."""
         if self.fer is None or "faces" not in batch or "visual" not in batch:
             return
+        import torch
+
         from stage2_mer.fer import fer_distributions, keep_mask, pack_kept, scatter_frames
 
         cfg = self.cfg
@@ -162,7 +158,7 @@ class Trainer:
         else:
             probs = visual.new_zeros((*mask.shape, 7))
         keep = keep_mask(probs, mask, threshold=cfg.fer_threshold)  # (U, Lv)
-        packed, new_mask = pack_kept(torch_cat(visual, probs), keep)
+        packed, new_mask = pack_kept(torch.cat([visual, probs], dim=-1), keep)  # (U, Lv, Dv + 7)
         d = visual.shape[-1]
         batch["visual"], batch["face_probs"], batch["visual_mask"] = packed[..., :d], packed[..., d:], new_mask
 
