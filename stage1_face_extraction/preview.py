@@ -52,6 +52,7 @@ def annotate(image: np.ndarray, result: ClipResult, frame: int) -> np.ndarray:
 def write_preview(clip_path: str | Path, result: ClipResult, out_path: str | Path, crf: int = 26) -> Path:
     """Re-decode ``clip_path`` and write the annotated H.264 MP4 (video only) to ``out_path``."""
     out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     info = probe(clip_path)
     rate = Fraction(info.fps).limit_denominator(1001)
     tmp = out_path.with_name(out_path.name + ".tmp.mp4")

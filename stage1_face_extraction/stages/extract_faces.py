@@ -9,7 +9,9 @@ Reads the ``stage1`` section. Writes, per split, ``<out>/<split>/``: face shards
 for the first ``stage1.contact_sheets`` clips with faces; with the identity step on
 (``stage1.identity.scope``: dialogue by default), ``identities.jsonl`` (per dialogue: the identity
 clusters, the names given to them and their confidence) and ``identity_sheets/<group>.png`` (one
-face per cluster with its name) for the first ``stage1.identity.sheets`` groups; and, with
+face per cluster with its name) for the first ``stage1.identity.sheets`` groups;
+``previews/<utt_id>.mp4`` for the first ``stage1.previews`` clips (every track boxed, the
+speaker highlighted, the speaking score drawn: ``stage1_face_extraction.preview``); and, with
 ``--summary``, a JSON of the status counts per split (a DVC metric).
 
 Resumable: shards are written atomically and listed in ``index.jsonl`` only when complete, each
@@ -37,6 +39,7 @@ from stage1_face_extraction.identity.group import group_key
 from stage1_face_extraction.meld import MeldFormatError, read_utterance_table
 from stage1_face_extraction.params import ConfigError, load_section
 from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+from stage1_face_extraction.preview import write_preview
 from stage1_face_extraction.stages._common import setup_logging
 from stage1_face_extraction.store import (
     FaceShardReader,
@@ -132,6 +135,7 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
         sheet_groups = set()
     if records:
         log.info("%s: resuming, %d of %d clips already done", split, len(records), len(plan))
+    preview_utts = set(plan[: max(0, cfg.previews)])
     identified = []
 
     def on_group(gi) -> None:
@@ -148,6 +152,8 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
             tqdm(total=len(plan), initial=len(records), desc=f"faces {split}", unit="clip") as bar:
         for job, res in runner.map(jobs, on_group=on_group):
             rec = res.record
+            if job.utt_id in preview_utts and rec["status"] not in ("missing", "decode_error"):
+                write_preview(job.path, res, out / "previews" / f"{job.utt_id}.mp4")  # before the journal: kept on resume
             # Journal first, then the shard: a clip in a finished shard always has its record, so
             # a kill at any point never makes a resumed run redo a stored clip.
             jf.write(json.dumps(rec, default=float) + "\n")

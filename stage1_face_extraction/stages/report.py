@@ -3,7 +3,7 @@
     python -m stage1_face_extraction.stages.report [--dvc-yaml dvc.yaml]
 
 ``make demo`` ends with this, so a user sees where the utterance table, face sequences, contact
-sheets, identity sheets, metrics and plots are without reading dvc.yaml.
+sheets, identity sheets, preview videos, metrics and plots are without reading dvc.yaml.
 """
 
 from __future__ import annotations
@@ -61,16 +61,23 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {kind:<8} {path}  ({state})")
                 if kind == "metrics" and p.is_file() and p.suffix == ".json":
                     print("             " + json.dumps(json.loads(p.read_text()), separators=(", ", ": "))[:300])
-    pictures: dict[Path, int] = {}
+    media: dict[Path, dict[str, int]] = {}  # folder -> {suffix: count}
     for stage in stages.values():
-        for path in _entries(stage.get("outs")):
-            if Path(path).is_dir():
-                for png in Path(path).rglob("*.png"):
-                    pictures[png.parent] = pictures.get(png.parent, 0) + 1
-    if pictures:
-        print("\nPictures to look at:")
-        for folder, n in sorted(pictures.items()):
-            print(f"  {folder}/  ({n} PNG)")
+        for path in _entries(stage.get("outs")) + _entries(stage.get("plots")):
+            p = Path(path)
+            for f in (p.rglob("*") if p.is_dir() else [p]):
+                if f.suffix in (".png", ".mp4", ".gif") and f.is_file():
+                    kinds = media.setdefault(f.parent, {})
+                    kinds[f.suffix] = kinds.get(f.suffix, 0) + 1
+    if media:
+        print("\nPictures and videos to look at:")
+        for folder, kinds in sorted(media.items()):
+            what = ", ".join(f"{n} {suffix[1:].upper()}" for suffix, n in sorted(kinds.items()))
+            print(f"  {folder}/  ({what})")
+    plots = [path for stage in stages.values() for path in _entries(stage.get("plots"))]
+    if plots:
+        print("\nPlots: `dvc plots show` renders " + ", ".join(plots) + " into dvc_plots/index.html; "
+              "`dvc metrics show` prints the metrics above.")
     return 0
 
 
