@@ -13,13 +13,15 @@ export PYTHONUNBUFFERED := 1
 # dvc.yaml commands call `python`: make it the project's venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv demo test test-all clean-venv
+.PHONY: help venv demo test test-all push pull clean-venv
 
 help:
 	@echo "make demo      set up .venv (once) and run the whole pipeline (dvc repro) on the embedded demo corpus"
 	@echo "make test      set up .venv (once) and run the tests (fast set, what CI runs)"
 	@echo "make test-all  also run the tests marked slow"
 	@echo "make venv      only create/refresh .venv (re-installs only when a requirements file changes)"
+	@echo "make push      store the pipeline outputs (DVC cache) in the default DVC remote (../facialmmt-dvc-store)"
+	@echo "make pull      fetch the outputs of this commit's dvc.lock from the default remote and check them out"
 
 venv: $(STAMP)
 
@@ -39,6 +41,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Artefact versioning: dvc.lock (in git) names every output; the outputs themselves go to the default
+# DVC remote (.dvc/config: ../facialmmt-dvc-store, next to this checkout; README "Versioning the outputs").
+push: $(STAMP)
+	$(BIN)/dvc push
+
+# `dvc pull` = fetch into .dvc/cache + checkout into the workspace (data/...).
+pull: $(STAMP)
+	$(BIN)/dvc pull
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "" 
