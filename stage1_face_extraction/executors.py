@@ -1,22 +1,28 @@
-"""Run the pipeline over many clips: in-process or in a local process pool, grouped for identity.
+"""Run the pipeline over many clips: in-process, in a local process pool or on a Ray cluster,
+grouped for identity.
 
-Each worker builds its :class:`~stage1_face_extraction.pipeline.FacePipeline` once (models loaded
-once per worker) and limits torch to ``torch_threads`` threads, so ``workers`` processes share the
-cores instead of oversubscribing them.
+Each worker (a pool process or a Ray actor) builds its
+:class:`~stage1_face_extraction.pipeline.FacePipeline` once (models loaded once per worker) and
+limits torch to ``torch_threads`` threads, so the workers share the cores instead of
+oversubscribing them. ``stage1.executor`` picks the backend: ``local`` (default; ``workers``
+processes, <= 1: in this process) or ``ray`` (``stage1.ray``: actors on the cluster at
+``ray.address``; ``ray`` is imported only then).
 
 Clips are processed in two steps (``FacePipeline.analyse`` then ``finish``). When the identity step
 is on (``stage1.identity.scope`` other than ``none``), the clips of one group (``ClipJob.group``,
 e.g. a dialogue) are all analysed, their tracks clustered and named in the parent process
 (``identity.group.identify_group``, milliseconds), and then each clip is finished with its tracks'
 names. The analyses of the next groups keep the workers busy meanwhile (a look-ahead window of
-clips). Results come back in submission order, and nothing depends on the number of workers or on
-completion order, which keeps the shards and the manifest byte-identical for any ``workers``.
+clips). Results come back in submission order, and nothing depends on the number of workers, on
+the backend or on completion order, which keeps the shards and the manifest byte-identical for any
+``workers`` and for Ray.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import pickle
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -101,8 +107,178 @@ def _done(value) -> Future:
     return fut
 
 
+class _Backend:
+    """Where the two per-clip steps run. ``analyse`` / ``finish`` return futures; ``slots`` is how
+    many clips run at once (it sizes the look-ahead window)."""
+
+    slots: int = 1
+
+    def analyse(self, job: ClipJob) -> Future:
+        raise NotImplementedError
+
+    def finish(self, job: ClipJob, analysis: ClipAnalysis, identities) -> Future:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _InProcess(_Backend):
+    """This process, one clip at a time (the futures are done when returned)."""
+
+    def __init__(self, cfg: Stage1Config) -> None:
+        # Same torch thread count as a worker process: float results (hence boxes, crops and
+        # shard bytes) depend on it, and must not depend on the number of workers.
+        import torch
+
+        self._saved_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, cfg.torch_threads))
+        try:
+            self._pipe = FacePipeline(cfg)
+        except BaseException:
+            self.close()
+            raise
+
+    def analyse(self, job: ClipJob) -> Future:
+        return _done(_safe_analyse(self._pipe, job))
+
+    def finish(self, job: ClipJob, analysis: ClipAnalysis, identities) -> Future:
+        return _done(_safe_finish(self._pipe, job, analysis, identities))
+
+    def close(self) -> None:
+        import torch
+
+        torch.set_num_threads(self._saved_threads)
+
+
+class _LocalPool(_Backend):
+    """``workers`` spawned processes on this machine."""
+
+    def __init__(self, cfg: Stage1Config, workers: int) -> None:
+        ctx = mp.get_context("spawn")  # torch + fork is unsafe; spawn costs one import per worker
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg,))
+        self.slots = workers
+
+    def analyse(self, job: ClipJob) -> Future:
+        return self._pool.submit(_run_analyse, job)
+
+    def finish(self, job: ClipJob, analysis: ClipAnalysis, identities) -> Future:
+        return self._pool.submit(_run_finish, job, analysis, identities)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _PipelineActor:
+    """A Ray actor (``ray.remote`` applied in :class:`_RayActors`): one FacePipeline, reused.
+
+    Arguments and results travel as pickles, as with the process pool: Ray's own serialisation
+    would hand back read-only zero-copy numpy arrays."""
+
+    def __init__(self, cfg: Stage1Config) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, cfg.torch_threads))
+        self._pipe = FacePipeline(cfg)
+
+    def analyse(self, job: bytes) -> bytes:
+        return pickle.dumps(_safe_analyse(self._pipe, pickle.loads(job)))
+
+    def finish(self, args: bytes) -> bytes:
+        return pickle.dumps(_safe_finish(self._pipe, *pickle.loads(args)))
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError(
+            "stage1.executor is 'ray' but the ray package is not installed: "
+            "pip install 'ray==2.60.0' (or pip install -e '.[ray]'), or set stage1.executor: local"
+        ) from exc
+    return ray
+
+
+def _unpickled(fut: Future) -> Future:
+    """A future of ``pickle.loads`` of ``fut``'s result (exceptions passed on)."""
+    out: Future = Future()
+
+    def done(f: Future) -> None:
+        try:
+            out.set_result(pickle.loads(f.result()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of out.result()
+            out.set_exception(exc)
+
+    fut.add_done_callback(done)
+    return out
+
+
+class _RayActors(_Backend):
+    """``stage1.ray.actors`` FacePipeline actors on the Ray cluster at ``stage1.ray.address``.
+
+    Joins the Ray session of this process when there is one (and leaves it running), else
+    ``ray.init(address)`` and ``ray.shutdown()`` at the end. Each clip goes to the actor with the
+    fewest unfinished calls. The video paths are read by the actors: on several nodes, the clips
+    must be at the same path on every node (a shared file system).
+    """
+
+    def __init__(self, cfg: Stage1Config) -> None:
+        ray = self._ray = _import_ray()
+        rc = cfg.ray
+        self._started = False
+        if ray.is_initialized():
+            log.info("stage1.executor ray: using this process's Ray session (stage1.ray.address not used)")
+        else:
+            ray.init(address=rc.address)
+            self._started = True
+        try:
+            cpus = max(1, cfg.torch_threads)
+            n = rc.actors
+            if n is None:
+                res = ray.cluster_resources()
+                n = int(res.get("CPU", 1) // cpus)
+                if rc.num_gpus > 0:
+                    n = min(n, int(res.get("GPU", 0) // rc.num_gpus))
+                if n < 1:
+                    raise RuntimeError(f"the Ray cluster has no room for one actor of {cpus} CPU(s) and "
+                                       f"{rc.num_gpus} GPU(s) (resources: {res}); set stage1.ray.actors")
+            actor = ray.remote(num_cpus=cpus, num_gpus=rc.num_gpus, max_restarts=rc.max_retries,
+                               max_task_retries=rc.max_retries)(_PipelineActor)
+            self._actors = [actor.remote(cfg) for _ in range(n)]
+        except BaseException:
+            self.close()
+            raise
+        self._calls: list[list[Future]] = [[] for _ in self._actors]
+        self.slots = n
+        log.info("stage1.executor ray: %d actors (%d CPU%s each) on %s", n, cpus, "s" if cpus > 1 else "",
+                 rc.address or "the default Ray cluster")
+
+    def _submit(self, method: str, payload: bytes) -> Future:
+        for calls in self._calls:
+            calls[:] = [f for f in calls if not f.done()]
+        k = min(range(len(self._actors)), key=lambda i: len(self._calls[i]))
+        fut = getattr(self._actors[k], method).remote(payload).future()
+        self._calls[k].append(fut)
+        return _unpickled(fut)
+
+    def analyse(self, job: ClipJob) -> Future:
+        return self._submit("analyse", pickle.dumps(job))
+
+    def finish(self, job: ClipJob, analysis: ClipAnalysis, identities) -> Future:
+        return self._submit("finish", pickle.dumps((job, analysis, identities)))
+
+    def close(self) -> None:
+        for a in getattr(self, "_actors", []):
+            self._ray.kill(a)
+        self._actors = []
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
 class ClipRunner:
-    """Process clips in order with ``workers`` processes (<= 1: in this process).
+    """Process clips in order with ``workers`` processes (<= 1: in this process), or with Ray
+    actors when ``cfg.executor`` is ``ray`` (then ``workers`` is not used: ``cfg.ray.actors``).
 
     Use as a context manager so the pool (and the models each worker loaded) is reused for every
     :meth:`map` call, e.g. one per split::
@@ -120,45 +296,21 @@ class ClipRunner:
         self.cfg = cfg
         self.workers = cfg.workers if workers is None else int(workers)
         self.references = references
-        self._pool: ProcessPoolExecutor | None = None
-        self._pipe: FacePipeline | None = None
-        self._saved_threads: int | None = None
+        self._backend: _Backend | None = None
 
     def __enter__(self) -> ClipRunner:
-        if self.workers > 1:
-            ctx = mp.get_context("spawn")  # torch + fork is unsafe; spawn costs one import per worker
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.cfg,)
-            )
+        if self.cfg.executor == "ray":
+            self._backend = _RayActors(self.cfg)
+        elif self.workers > 1:
+            self._backend = _LocalPool(self.cfg, self.workers)
         else:
-            # Same torch thread count as a worker process: float results (hence boxes, crops and
-            # shard bytes) depend on it, and must not depend on the number of workers.
-            import torch
-
-            self._saved_threads = torch.get_num_threads()
-            torch.set_num_threads(max(1, self.cfg.torch_threads))
-            self._pipe = FacePipeline(self.cfg)
+            self._backend = _InProcess(self.cfg)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        if self._saved_threads is not None:
-            import torch
-
-            torch.set_num_threads(self._saved_threads)
-            self._saved_threads = None
-
-    def _analyse(self, job: ClipJob) -> Future:
-        if self._pool is None:
-            return _done(_safe_analyse(self._pipe, job))
-        return self._pool.submit(_run_analyse, job)
-
-    def _finish(self, job: ClipJob, analysis: ClipAnalysis, identities) -> Future:
-        if self._pool is None:
-            return _done(_safe_finish(self._pipe, job, analysis, identities))
-        return self._pool.submit(_run_finish, job, analysis, identities)
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     def map(
         self, jobs: Iterable[ClipJob], on_group: Callable[[GroupIdentity], None] | None = None
@@ -169,7 +321,8 @@ class ClipRunner:
         group's :class:`GroupIdentity` (clusters, names; ``.report()``) before its clips are
         finished.
         """
-        if self._pool is None and self._pipe is None:
+        backend = self._backend
+        if backend is None:
             raise RuntimeError("use ClipRunner as a context manager")
         ident = self.cfg.identity
         threshold = embedder_class(ident.embedder["name"]).distance_threshold if ident.enabled else 0.0
@@ -181,7 +334,7 @@ class ClipRunner:
                 raise ValueError(f"jobs of group {key!r} are not contiguous")
             groups.setdefault(key, []).append(job)
             last = key
-        window = max(4, 3 * max(1, self.workers))  # clips analysed ahead of the group being finished
+        window = max(4, 3 * max(1, backend.slots))  # clips analysed ahead of the group being finished
         todo = iter(groups.items())
         analysing: deque[tuple[str, list[ClipJob], list[Future]]] = deque()
         in_flight = 0
@@ -194,7 +347,7 @@ class ClipRunner:
                 if nxt is None:
                     return
                 key, gjobs = nxt
-                analysing.append((key, gjobs, [self._analyse(j) for j in gjobs]))
+                analysing.append((key, gjobs, [backend.analyse(j) for j in gjobs]))
                 in_flight += len(gjobs)
 
         fill()
@@ -212,7 +365,7 @@ class ClipRunner:
                     on_group(gi)
             for job, a in zip(gjobs, analyses):
                 if job.write:
-                    finishing.append((job, self._finish(job, a, gi.of(job.key) if gi else None)))
+                    finishing.append((job, backend.finish(job, a, gi.of(job.key) if gi else None)))
             while finishing and (finishing[0][1].done() or len(finishing) > 2 * window):
                 job, fut = finishing.popleft()
                 yield job, fut.result()

@@ -59,13 +59,47 @@ def _default_asd() -> dict[str, Any]:
     return {"name": "av_sync"}
 
 
+EXECUTORS = ("local", "ray")  # stage1.executor: where ClipRunner runs the per-clip steps
+
+
+@dataclass
+class RayConfig:
+    """``stage1.ray``: how ``executor: ray`` runs the clips (``executors.ClipRunner``).
+
+    ``address``: the Ray cluster (``ray.init(address=...)``): null = ``$RAY_ADDRESS``, else the
+    cluster ``ray start`` started on this machine, else a new local instance; ``auto`` = an
+    existing cluster (error when none); ``local`` = always a new local instance; ``host:6379`` or
+    ``ray://host:10001``. ``actors``: FacePipeline actors (each loads the models once and takes
+    ``torch_threads`` CPUs and ``num_gpus`` GPUs); null = as many as the cluster's CPUs (and GPUs)
+    hold. ``max_retries``: restarts of a dead actor and retries of its clips (the steps are pure).
+    """
+
+    address: str | None = None
+    actors: int | None = None
+    num_gpus: float = 0.0
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
+            raise ValueError(f"stage1.ray.address must be null or a non-empty string, got {self.address!r}")
+        if self.actors is not None and (isinstance(self.actors, bool) or not isinstance(self.actors, int)
+                                        or self.actors < 1):
+            raise ValueError(f"stage1.ray.actors must be null or an integer >= 1, got {self.actors!r}")
+        if isinstance(self.num_gpus, bool) or not isinstance(self.num_gpus, int | float) or self.num_gpus < 0:
+            raise ValueError(f"stage1.ray.num_gpus must be a number >= 0, got {self.num_gpus!r}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ValueError(f"stage1.ray.max_retries must be an integer >= 0, got {self.max_retries!r}")
+
+
 @dataclass
 class Stage1Config:
     """``stage1`` section of params.yaml.
 
     ``detector`` and ``asd`` are ``{name: ..., <that component's own keys>}``; the registries check
     the keys (an unknown key fails with the list of valid ones). ``detector.stride`` is ours: detect
-    every ``stride``-th frame and let the tracker interpolate between.
+    every ``stride``-th frame and let the tracker interpolate between. ``executor`` picks where the
+    per-clip steps run: ``local`` (``workers`` processes on this machine) or ``ray`` (actors on a
+    Ray cluster, ``ray``: :class:`RayConfig`); the output bytes are the same.
     """
 
     max_frames: int = 160
@@ -73,8 +107,10 @@ class Stage1Config:
     align_margin: float = 0.0  # facenet-pytorch MTCNN's default crop margin
     jpeg_quality: int = 95
     utts_per_shard: int = 100
-    workers: int = 2
-    torch_threads: int = 1  # per worker
+    workers: int = 2  # executor local
+    torch_threads: int = 1  # per worker (per Ray actor: its CPUs)
+    executor: str = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
     contact_sheets: int = 8  # per split: PNG contact sheets of the first N clips with faces
     detector: dict[str, Any] = field(default_factory=_default_detector)
     asd: dict[str, Any] = field(default_factory=_default_asd)
@@ -88,6 +124,8 @@ class Stage1Config:
             value = getattr(self, key)
             if not isinstance(value, dict) or "name" not in value:
                 raise ValueError(f"stage1.{key} must be a mapping with a 'name' key, got {value!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"stage1.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.max_frames < 1 or self.face_size < 16:
             raise ValueError("stage1.max_frames must be >= 1 and face_size >= 16")
         self.select.max_frames = self.max_frames

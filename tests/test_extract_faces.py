@@ -2,8 +2,8 @@
 
 One reference run (prepare -> extract_faces, 2 workers, ``utts_per_shard: 3``) over the whole
 corpus; then: the output layout, byte-determinism across worker counts, resuming after a
-simulated kill and after a real SIGKILL (byte-identical outputs, finished clips not redone), and
-a bad params key.
+simulated kill and after a real SIGKILL (byte-identical outputs, finished clips not redone), a
+bad params key, and (``slow``) the same bytes from ``stage1.executor: ray`` on a local Ray instance.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -227,6 +228,37 @@ def test_resume_after_sigkill(stage: Stage, tmp_path: Path, processed: list[str]
     assert extract_faces.main(stage.argv(out, "--splits", split, "--workers", "1")) == 0
     assert sorted(processed) == sorted(set(plan) - stored), "finished clips must not be processed again"
     _assert_same(_snapshot(stage.ref / split), _snapshot(out / split))
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_identical_bytes(stage: Stage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stage1.executor: ray`` on a new local Ray instance (``address: local``, 2 actors) that the
+    runner starts and shuts down: every split byte-identical to the reference (local pool)."""
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized()
+    # Ray's unix sockets live under its temp dir and their paths must stay under ~107 bytes:
+    # tmp_path is too deep, so a short folder under /tmp, removed at the end.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a local test instance: no token file in ~/.ray
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    params = yaml.safe_load(stage.params.read_text(encoding="utf-8"))
+    params["stage1"].update(executor="ray", ray={"address": "local", "actors": 2})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    out = tmp_path / "faces"
+    argv = ["--params", str(path), "--utterances", str(stage.table), "--meld-root", str(stage.meld), "--out", str(out)]
+    try:
+        t0 = time.monotonic()
+        assert extract_faces.main(argv) == 0
+        print(f"extract_faces on Ray (2 actors, {len(SPLITS)} splits): {time.monotonic() - t0:.1f} s")
+        assert not ray.is_initialized(), "the runner shuts down the Ray instance it started"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    for split in SPLITS:
+        _assert_same(_snapshot(stage.ref / split), _snapshot(out / split))
 
 
 @pytest.mark.parametrize("section, key", [("stage1", "bogus_knob"), ("stage1.tracking", "bogus_gap"),

@@ -155,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         runs.append({"seed": seed, **{k: best[k] for k in ("weighted_f1", "macro_f1", "accuracy", "epoch")}})
         log.info("seed %d: best dev weighted F1 %.2f (epoch %d)", seed, best["weighted_f1"], best["epoch"])
     metrics = {"dev": runs[0] if len(runs) == 1 else {"runs": runs, **summarize_seeds(runs)}}
+    # under `accelerate launch` every process gets here; the main one alone wrote the checkpoints
+    # and alone writes the rest (others on its machine would race on the same temp files)
+    if not trainer.acc.is_main_process:
+        return 0
     if len(seeds) > 1:
         top = max(runs, key=lambda r: r["weighted_f1"])
         for f in (out / f"seed-{top['seed']}").iterdir():
