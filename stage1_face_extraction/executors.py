@@ -47,6 +47,7 @@ class ClipJob:
     clip: str | None = None  # name recorded in the manifest (relative path)
     group: str | None = None  # clips of one group are identified together (None: the clip alone)
     write: bool = True  # False: analysed only for its group's identity step (already stored: resume)
+    preview: bool = False  # also finish it when write=False (a stored clip whose preview is still to draw)
 
     @property
     def key(self) -> str:
@@ -315,7 +316,7 @@ class ClipRunner:
     def map(
         self, jobs: Iterable[ClipJob], on_group: Callable[[GroupIdentity], None] | None = None
     ) -> Iterator[tuple[ClipJob, ClipResult]]:
-        """Yield ``(job, result)`` for the jobs with ``write=True``, in job order.
+        """Yield ``(job, result)`` for the jobs with ``write`` or ``preview`` set, in job order.
 
         Jobs of one ``group`` must be contiguous. With the identity step on, ``on_group`` gets each
         group's :class:`GroupIdentity` (clusters, names; ``.report()``) before its clips are
@@ -364,7 +365,7 @@ class ClipRunner:
                 if on_group is not None:
                     on_group(gi)
             for job, a in zip(gjobs, analyses):
-                if job.write:
+                if job.write or job.preview:
                     finishing.append((job, backend.finish(job, a, gi.of(job.key) if gi else None)))
             while finishing and (finishing[0][1].done() or len(finishing) > 2 * window):
                 job, fut = finishing.popleft()

@@ -112,6 +112,7 @@ class Stage1Config:
     executor: str = "local"
     ray: RayConfig = field(default_factory=RayConfig)
     contact_sheets: int = 8  # per split: PNG contact sheets of the first N clips with faces
+    previews: int = 4  # per split: annotated MP4s (tracks boxed, speaker highlighted) of the first N clips
     detector: dict[str, Any] = field(default_factory=_default_detector)
     asd: dict[str, Any] = field(default_factory=_default_asd)
     shots: ShotConfig = field(default_factory=ShotConfig)

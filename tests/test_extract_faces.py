@@ -165,8 +165,9 @@ def test_workers_1_and_2_give_identical_bytes(stage: Stage, tmp_path: Path) -> N
 
 def test_resume_after_simulated_kill(stage: Stage, tmp_path: Path, processed: list[str]) -> None:
     """Rebuild what a kill leaves (the last shard and its index lines gone, a half-written
-    ``.tmp`` shard, the journal with a line cut short, no manifest or sheets yet), rerun: same
-    bytes as the uninterrupted run, and only the clips of the lost shard are processed again."""
+    ``.tmp`` shard, the journal with a line cut short, no manifest or sheets yet, the previews of
+    the finished clips but one), rerun: same bytes as the uninterrupted run, and only the clips of
+    the lost shard are processed again, plus the stored clip whose preview is missing."""
     split = "train"
     ref = stage.ref / split
     out = tmp_path / "faces" / split
@@ -188,9 +189,16 @@ def test_resume_after_simulated_kill(stage: Stage, tmp_path: Path, processed: li
     journal.append(json.dumps(records[redo[0]]))  # finished clip whose shard was never written
     cut = json.dumps(records[redo[-1]])
     (out / extract_faces.JOURNAL).write_text("\n".join(journal) + "\n" + cut[: len(cut) // 2])
+    previews = sorted(p.stem for p in (ref / "previews").glob("*.mp4"))
+    stored_previews = [u for u in previews if u in done]
+    assert stored_previews, "the first clips of the split should have previews"
+    (out / "previews").mkdir()
+    for u in stored_previews[1:]:  # the kill came before the first one's preview was drawn
+        shutil.copy2(ref / "previews" / f"{u}.mp4", out / "previews" / f"{u}.mp4")
 
     assert extract_faces.main(stage.argv(out.parent, "--splits", split, "--workers", "1")) == 0
-    assert sorted(processed) == redo, "only the clips of the unfinished shard must be redone"
+    assert sorted(processed) == sorted(redo + stored_previews[:1]), \
+        "only the clips of the unfinished shard (and the missing preview) must be redone"
     _assert_same(_snapshot(ref), _snapshot(out))
 
 

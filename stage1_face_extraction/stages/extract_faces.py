@@ -98,6 +98,9 @@ def write_identity_sheets(out: Path, groups: list, limit: int) -> list[Path]:
     return written
 
 
+NO_VIDEO = ("missing", "decode_error")  # statuses without frames to preview
+
+
 def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: str) -> Counter:
     """Process one split's utterances (a DataFrame slice) into ``out``; returns status counts."""
     cfg = runner.cfg
@@ -117,25 +120,29 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
     records = {u: r for u, r in journal.items() if u in writer}
     id_journal_path = out / ID_JOURNAL
     reports = {r["group"]: r for r in _load_journal(id_journal_path, key="group").values()}
+    preview_dir = out / "previews"
+    preview_utts = set(plan[: max(0, cfg.previews)])
+    # a stored clip (resume) whose preview was not drawn yet is finished again, for its preview only
+    redraw = {u for u in preview_utts if u in records and records[u]["status"] not in NO_VIDEO
+              and not (preview_dir / f"{u}.mp4").exists()}
     jobs = []
     for r in rows.itertuples():
         g = getattr(r, "group", None)
         jobs.append(ClipJob(path=str(meld_root / r.clip), utt_id=r.utt_id, speaker=r.speaker, clip=r.clip, group=g,
-                            write=r.utt_id not in records))
+                            write=r.utt_id not in records, preview=r.utt_id in redraw))
     if scope != "none":
         # A group whose clips are all stored needs no identity step again, unless its report was
         # lost or it is among the first `identity.sheets` groups (their pictures are drawn at the end).
         order = list(dict.fromkeys(j.group for j in jobs))
-        pending = {j.group for j in jobs if j.write} | {g for g in order if g not in reports}
+        pending = {j.group for j in jobs if j.write or j.preview} | {g for g in order if g not in reports}
         sheet_groups = set(sorted(order)[: cfg.identity.sheets])
         pending |= sheet_groups
         jobs = [j for j in jobs if j.group in pending]
     else:
-        jobs = [j for j in jobs if j.write]
+        jobs = [j for j in jobs if j.write or j.preview]
         sheet_groups = set()
     if records:
         log.info("%s: resuming, %d of %d clips already done", split, len(records), len(plan))
-    preview_utts = set(plan[: max(0, cfg.previews)])
     identified = []
 
     def on_group(gi) -> None:
@@ -152,8 +159,10 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
             tqdm(total=len(plan), initial=len(records), desc=f"faces {split}", unit="clip") as bar:
         for job, res in runner.map(jobs, on_group=on_group):
             rec = res.record
-            if job.utt_id in preview_utts and rec["status"] not in ("missing", "decode_error"):
-                write_preview(job.path, res, out / "previews" / f"{job.utt_id}.mp4")  # before the journal: kept on resume
+            if job.utt_id in preview_utts and rec["status"] not in NO_VIDEO:
+                write_preview(job.path, res, preview_dir / f"{job.utt_id}.mp4")  # before the journal: kept on resume
+            if not job.write:  # stored before a resume: its preview only
+                continue
             # Journal first, then the shard: a clip in a finished shard always has its record, so
             # a kill at any point never makes a resumed run redo a stored clip.
             jf.write(json.dumps(rec, default=float) + "\n")
