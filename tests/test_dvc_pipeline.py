@@ -111,6 +111,24 @@ def test_repro_produces_every_stage_output(repro_dir):
     assert sum(v.get("ok", 0) for v in faces.values()) >= 8
 
 
+def test_previews_and_the_report(repro_dir):
+    from stage1_face_extraction.video import probe
+
+    for split in ("train", "dev", "test"):
+        manifest = [json.loads(x) for x in (repro_dir / f"data/faces/{split}/manifest.jsonl").read_text().splitlines()]
+        firsts = [r for r in manifest[:4] if r["status"] not in ("missing", "decode_error")]
+        previews = sorted((repro_dir / f"data/faces/{split}/previews").glob("*.mp4"))
+        assert [p.stem for p in previews] == [r["utt_id"] for r in firsts]
+        info = probe(previews[0])
+        assert info.n_frames == firsts[0]["n_frames"], (info, firsts[0]["n_frames"])
+    r = subprocess.run([sys.executable, "-m", "stage1_face_extraction.stages.report"], cwd=repro_dir,
+                       env=_env(repro_dir), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for where in ("data/faces/train/previews/", "data/faces/train/sheets/", "data/eval/metrics.json",
+                  "data/eval/confusion.png", "dvc plots show"):
+        assert where in r.stdout, (where, r.stdout)
+
+
 def test_second_repro_is_a_no_op_and_status_clean(repro_dir):
     r = _dvc(["repro"], repro_dir)
     assert r.returncode == 0, r.stderr
@@ -173,6 +191,7 @@ def test_exp_run_with_fbank_reruns_only_audio(repro_dir):
     assert r.returncode == 0, f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     assert "Running stage 'features@audio'" in r.stdout
     assert "Running stage 'features@visual'" not in r.stdout and "Running stage 'extract_faces'" not in r.stdout
+    assert "Running stage 'train'" in r.stdout and "Running stage 'evaluate'" in r.stdout  # they read the audio features
     summary = json.loads((repro_dir / "data/features/audio_summary.json").read_text())
     assert summary["extractor"] == "fbank" and summary["dim"] == 80
     r = _dvc(["exp", "show", "--json"], repro_dir)
@@ -181,3 +200,38 @@ def test_exp_run_with_fbank_reruns_only_audio(repro_dir):
     _git(["checkout", "--", "params.yaml", "dvc.lock"], repro_dir)
     r = _dvc(["checkout", "-q"], repro_dir)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+def test_make_demo_end_to_end(tmp_path, repo_root):
+    """What `make demo` runs, with the repository's own params (the full 75-clip demo): every stage
+    runs, `dvc status` is clean afterwards, metrics and plots show, a second repro runs nothing."""
+    import time
+
+    d = tmp_path / "project"
+    d.mkdir()
+    _copy_project(repo_root, d)
+    (d / ".gitignore").write_text("__pycache__/\n")
+    _git(["init", "-q", "-b", "main"], d)
+    assert _dvc(["init", "-q"], d).returncode == 0
+    _git(["add", "-A"], d)
+    _git(["commit", "-q", "-m", "project"], d)
+    t0 = time.perf_counter()
+    r = _dvc(["repro"], d)
+    minutes = (time.perf_counter() - t0) / 60
+    assert r.returncode == 0, f"dvc repro failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    print(f"full demo dvc repro: {minutes:.1f} min")
+    spec = yaml.safe_load((d / "dvc.yaml").read_text())
+    assert all(f"Running stage '{name}'" in r.stdout for name in spec["stages"] if name != "features")
+    faces = json.loads((d / "data/faces_summary.json").read_text())
+    assert sum(v["clips"] for v in faces.values()) == 75
+    metrics = json.loads((d / "data/eval/metrics.json").read_text())
+    assert metrics["n"] == sum(1 for _ in (d / "data/eval/predictions.csv").open()) - 1
+    r = _dvc(["status"], d)
+    assert r.returncode == 0 and "up to date" in r.stdout.lower(), r.stdout
+    r = _dvc(["repro"], d)
+    assert r.returncode == 0 and "Running stage" not in r.stdout, r.stdout[-2000:]
+    r = _dvc(["metrics", "show"], d)
+    assert r.returncode == 0 and "weighted_f1" in r.stdout, r.stderr
+    r = _dvc(["plots", "show", "--json"], d)
+    assert r.returncode == 0 and "data/eval/predictions.csv" in r.stdout, r.stderr
