@@ -80,6 +80,19 @@ def test_inception_resnet_v1_random_init():
     assert ext.extract(np.zeros((0, 160, 160, 3), np.uint8)).shape == (0, 512)
     with pytest.raises(ValueError, match="uint8"):
         ext.extract(faces.astype(np.float32))
+    # the random network is the same in every process (the demo's features are reproducible),
+    # and building it leaves the caller's RNG alone
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    torch.rand(1)  # a draw elsewhere must not matter
+    with pytest.warns(UserWarning, match="random_init"):
+        again = create_extractor("inception_resnet_v1", random_init=True, batch_size=3, device="cpu")
+    np.testing.assert_array_equal(again.extract(faces), ext.extract(faces))
+    torch.manual_seed(123)
+    with pytest.warns(UserWarning, match="random_init"):
+        create_extractor("inception_resnet_v1", random_init=True, device="cpu")
+    assert torch.equal(torch.rand(3), before)
 
 
 def test_inception_resnet_v1_missing_weights_names_file(tmp_path, monkeypatch):

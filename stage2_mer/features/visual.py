@@ -60,7 +60,11 @@ class InceptionResnetV1Extractor(VisualExtractor):
             warnings.warn("inception_resnet_v1 with random_init=True: features are meaningless (demo/tests only)",
                           stacklevel=2)
         self.pretrained = pretrained
-        self.module = load_facenet(None if random_init else weights, pretrained, random_init)
+        import torch
+
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # random_init: the same random network every run (deterministic demo)
+            self.module = load_facenet(None if random_init else weights, pretrained, random_init)
         self.weights = None if self.module.weights_file is None else str(self.module.weights_file)
         self.module.to(self.device)
 
@@ -103,11 +107,14 @@ class TimmExtractor(VisualExtractor):
     ) -> None:
         super().__init__(**common)
         import timm
+        import torch
 
         if not timm.is_model(model):
             raise ConfigError(f"unknown timm model {model!r}")
         self.model_name = model
-        self.module = timm.create_model(model, pretrained=False, num_classes=0).eval()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # random_init: the same random network every run
+            self.module = timm.create_model(model, pretrained=False, num_classes=0).eval()
         if weights is None:
             if not random_init:
                 raise ConfigError(f"timm extractor {model!r} needs a local `weights` file (or random_init: true)")
