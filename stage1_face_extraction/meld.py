@@ -304,10 +304,41 @@ def summarize(df: pd.DataFrame) -> dict:
     return out
 
 
+def _plain_name(name: object) -> bool:
+    from .store import check_utt_id
+
+    try:
+        check_utt_id(name)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return True
+
+
+def check_table_names(df: pd.DataFrame, where: str | Path) -> None:
+    """Raise :class:`MeldFormatError` (naming ``where`` and the row) when a name of the table that
+    later becomes a path is unsafe: ``split`` (an output folder) must be a known split, ``utt_id``
+    (shard members, previews, sheets) must be a plain name (``store.check_utt_id``: letters,
+    digits, ``_.-``; MELD's read ``dia{D}_utt{U}``), ``clip`` must be a relative path
+    inside the MELD root (no ``..``, not absolute). A table may come from elsewhere: never trusted."""
+    for i, (split, utt_id, clip) in enumerate(zip(df["split"], df["utt_id"], df["clip"])):
+        problem = None
+        if split not in SPLITS:
+            problem = f"split {split!r} is not one of {', '.join(SPLITS)}"
+        elif not _plain_name(utt_id):
+            problem = f"utt_id {utt_id!r} is not a plain name (letters, digits, '_', '.', '-')"
+        elif (not isinstance(clip, str) or not clip or "\\" in clip or "\0" in clip
+              or Path(clip).is_absolute() or ".." in Path(clip).parts):
+            problem = f"clip {clip!r} is not a relative path inside the MELD root"
+        if problem:
+            raise MeldFormatError(f"{where}: row {i}: {problem}")
+
+
 def read_utterance_table(path: str | Path) -> pd.DataFrame:
-    """Read the table written by the ``prepare`` stage and check its columns."""
+    """Read the table written by the ``prepare`` stage and check its columns and the names that
+    become paths (:func:`check_table_names`)."""
     df = pd.read_parquet(path)
     missing = [c for c in TABLE_COLUMNS if c not in df.columns]
     if missing:
         raise MeldFormatError(f"{path}: not an utterance table, missing column(s) {', '.join(missing)}")
+    check_table_names(df, path)
     return df

@@ -31,12 +31,14 @@ order, ``{"utt_id", "clip", "timings"}``) that determinism checks simply ignore.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
 import math
 import os
 import re
+import shutil
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -61,15 +63,39 @@ FRAME_KEYS = ("frame", "t", "box", "det_score", "speaking", "track")
 # small helpers
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(path: Path, exc: OSError, size: int | None = None) -> OSError:
+    """An OSError (same errno) whose message says which file could not be written and what to do."""
+    need = f" ({size} bytes)" if size is not None else ""
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free} bytes free on that file system"
+    except OSError:
+        free = ""
+    return OSError(exc.errno, f"no space left on device writing {path}{need}{free}: the partial file was "
+                              "removed and finished files are kept; free some space and rerun to resume", str(path))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file + fsync + rename (readers never see half a file)."""
+    """Write ``data`` to ``path`` via a temp file + fsync + rename (readers never see half a file).
+
+    On any error (a full disk: an OSError naming ``path``, see :func:`disk_full_error`) the temp
+    file is removed and ``path`` is left as it was."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise disk_full_error(path, exc, len(data)) from exc
+        raise
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
@@ -103,6 +129,29 @@ def check_utt_id(utt_id: str) -> str:
     return utt_id
 
 
+def _check_index_record(rec: object) -> str | None:
+    """Why an ``index.jsonl`` record is unusable (None when it is fine). The file may come from
+    elsewhere: its names become paths (shard, tar members), so they are checked, never trusted."""
+    if not isinstance(rec, dict):
+        return f"expected an object, got {type(rec).__name__}"
+    for key in ("utt_id", "shard", "n", "offsets", "sizes"):
+        if key not in rec:
+            return f"missing key {key!r}"
+    try:
+        check_utt_id(rec["utt_id"])
+    except ValueError as exc:
+        return str(exc)
+    if not isinstance(rec["shard"], str) or not _SHARD_RE.match(rec["shard"]):
+        return f"shard must be a file name like {SHARD_FMT.format(0)}, got {rec['shard']!r}"
+    n, offsets, sizes = rec["n"], rec["offsets"], rec["sizes"]
+    ints = (isinstance(n, int) and n >= 0 and isinstance(offsets, list) and isinstance(sizes, list)
+            and len(offsets) == len(sizes) == n
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in offsets + sizes))
+    if not ints:
+        return "n, offsets and sizes must be n >= 0 and two lists of n integers >= 0"
+    return None
+
+
 def _read_index(root: Path) -> dict[str, dict]:
     path = root / INDEX_NAME
     out: dict[str, dict] = {}
@@ -112,7 +161,13 @@ def _read_index(root: Path) -> dict[str, dict]:
         for ln, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{ln}: bad JSON ({exc})") from None
+            problem = _check_index_record(rec)
+            if problem:
+                raise ValueError(f"{path}:{ln}: {problem}")
             if rec["utt_id"] in out:
                 raise ValueError(f"{path}:{ln}: duplicate utt_id {rec['utt_id']!r}")
             out[rec["utt_id"]] = rec
@@ -239,26 +294,33 @@ class FaceShardWriter:
         name = SHARD_FMT.format(shard_id)
         path = self.root / name
         tmp = path.with_name(name + ".tmp")
-        with open(tmp, "wb") as fh:
-            with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for utt_id in sorted(group):
-                    for k, data in enumerate(group[utt_id][0]):
-                        info = tarfile.TarInfo(f"{utt_id}/{k:04d}.jpg")
-                        info.size = len(data)
-                        info.mtime = 0
-                        info.mode = 0o644
-                        info.uid = info.gid = 0
-                        info.uname = info.gname = ""
-                        info.type = tarfile.REGTYPE
-                        tar.addfile(info, io.BytesIO(data))
-            fh.flush()
-            os.fsync(fh.fileno())
-        # locate each member's bytes (read back the headers we just wrote)
-        where: dict[str, tuple[int, int]] = {}
-        with tarfile.open(tmp, mode="r:") as tar:
-            for m in tar.getmembers():
-                where[m.name] = (m.offset_data, m.size)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                    for utt_id in sorted(group):
+                        for k, data in enumerate(group[utt_id][0]):
+                            info = tarfile.TarInfo(f"{utt_id}/{k:04d}.jpg")
+                            info.size = len(data)
+                            info.mtime = 0
+                            info.mode = 0o644
+                            info.uid = info.gid = 0
+                            info.uname = info.gname = ""
+                            info.type = tarfile.REGTYPE
+                            tar.addfile(info, io.BytesIO(data))
+                fh.flush()
+                os.fsync(fh.fileno())
+            # locate each member's bytes (read back the headers we just wrote)
+            where: dict[str, tuple[int, int]] = {}
+            with tarfile.open(tmp, mode="r:") as tar:
+                for m in tar.getmembers():
+                    where[m.name] = (m.offset_data, m.size)
+            os.replace(tmp, path)
+        except BaseException as exc:  # a full disk, a kill signal turned exception...: no half shard left
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                size = sum(len(d) + 512 for jpegs, _, _ in group.values() for d in jpegs)
+                raise disk_full_error(path, exc, size) from exc
+            raise
         for utt_id in sorted(group):
             jpegs, height, width = group[utt_id]
             spans = [where[f"{utt_id}/{k:04d}.jpg"] for k in range(len(jpegs))]

@@ -18,7 +18,12 @@ Resumable: shards are written atomically and listed in ``index.jsonl`` only when
 group's identity report is appended to ``<split>/.identities.journal.jsonl`` before its clips are
 finished and each finished clip's record to ``<split>/.journal.jsonl``; a killed run, restarted,
 skips the clips already stored (re-analysing the other clips of a partly stored dialogue for its
-identity step) and ends with the same bytes as an uninterrupted run.
+identity step) and ends with the same bytes as an uninterrupted run. ``<out>/.run-in-progress.json``
+(``runstate.py``) holds the fingerprint of the running inputs (params, table, clips, code) until the
+run finishes: a rerun resumes only an interrupted run of the same inputs and otherwise starts over,
+so ``dvc.yaml`` can keep the output between runs (``persist: true``) and a killed ``dvc repro``
+resumes too. A full disk stops the run with exit status 1 and a message naming the file; no
+half-written shard is left, and a rerun resumes.
 """
 
 from __future__ import annotations
@@ -37,15 +42,25 @@ from tqdm import tqdm
 from stage1_face_extraction.executors import ClipJob, ClipRunner
 from stage1_face_extraction.identity.group import group_key
 from stage1_face_extraction.meld import MeldFormatError, read_utterance_table
-from stage1_face_extraction.params import ConfigError, load_section
+from stage1_face_extraction.params import ConfigError, load_section, to_dict
 from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
 from stage1_face_extraction.preview import write_preview
+from stage1_face_extraction.runstate import (
+    RunState,
+    file_digest,
+    fingerprint,
+    package_code_digest,
+    remove,
+    stat_digest,
+)
 from stage1_face_extraction.stages._common import setup_logging
 from stage1_face_extraction.store import (
+    DISK_FULL,
     FaceShardReader,
     FaceShardWriter,
     atomic_write_bytes,
     contact_sheet,
+    read_manifest,
     write_identities,
     write_manifest,
 )
@@ -99,6 +114,19 @@ def write_identity_sheets(out: Path, groups: list, limit: int) -> list[Path]:
 
 
 NO_VIDEO = ("missing", "decode_error")  # statuses without frames to preview
+
+
+def _preview(clip: str, res, path: Path) -> None:
+    """Draw a clip's preview; a clip that cannot be drawn costs its preview only (logged), never
+    the run. A full disk is not swallowed (the run must stop there and resume later)."""
+    try:
+        write_preview(clip, res, path)
+    except Exception as exc:  # a preview is a picture, not an output the stages read
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise
+        log.warning("%s: no preview (%s: %s)", clip, type(exc).__name__, exc)
+        for leftover in path.parent.glob(f"{path.name}.tmp*"):
+            leftover.unlink(missing_ok=True)
 
 
 def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: str) -> Counter:
@@ -160,7 +188,7 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
         for job, res in runner.map(jobs, on_group=on_group):
             rec = res.record
             if job.utt_id in preview_utts and rec["status"] not in NO_VIDEO:
-                write_preview(job.path, res, preview_dir / f"{job.utt_id}.mp4")  # before the journal: kept on resume
+                _preview(job.path, res, preview_dir / f"{job.utt_id}.mp4")  # before the journal: kept on resume
             if not job.write:  # stored before a resume: its preview only
                 continue
             # Journal first, then the shard: a clip in a finished shard always has its record, so
@@ -178,8 +206,8 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
     if scope != "none":
         write_identities(out / "identities.jsonl", reports.values())
         write_identity_sheets(out, sorted(identified, key=lambda g: g.group), cfg.identity.sheets)
-    journal_path.unlink(missing_ok=True)
     id_journal_path.unlink(missing_ok=True)
+    journal_path.unlink(missing_ok=True)  # last: a split folder without a journal is finished
     return Counter(r["status"] for r in records.values())
 
 
@@ -221,14 +249,57 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot read the utterance table %s: %s", args.utterances, exc)
         return 2
     out = Path(args.out)
+    meld_root = Path(args.meld_root)
+    splits = args.splits or list(dict.fromkeys(table["split"]))
+    try:
+        return _run(args, cfg, references, table, meld_root, out, splits)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        log.error("%s", exc)  # names the file; finished shards are kept and a rerun resumes
+        return 1
+
+
+def run_fingerprint(cfg: Stage1Config, table_path: str | Path, table, meld_root: Path) -> str:
+    """What the outputs depend on: the stage1 params, the utterance table's bytes, the clips (paths,
+    sizes, mtimes) and this package's code. A rerun resumes an interrupted run only when it is equal."""
+    return fingerprint({
+        "stage1": to_dict(cfg), "table": file_digest(table_path), "meld_root": str(meld_root),
+        "clips": stat_digest(meld_root / c for c in table["clip"]),
+        "code": package_code_digest(Path(__file__).resolve().parents[1]),
+    })
+
+
+def _finished(folder: Path) -> bool:
+    """A split folder that a run completed (its journal, removed last, is gone)."""
+    return (folder / "manifest.jsonl").is_file() and not (folder / JOURNAL).exists()
+
+
+def _run(args, cfg: Stage1Config, references, table, meld_root: Path, out: Path, splits: list[str]) -> int:
+    # `dvc repro` keeps data/faces (persist: true): a rerun after a kill resumes when nothing the
+    # outputs depend on changed, and starts over otherwise (runstate.py).
+    state = RunState(out, run_fingerprint(cfg, args.utterances, table, meld_root))
+    how = state.begin()
+    counts_of: dict[str, Counter] = {}
+    for split in splits:
+        folder = out / split
+        if how == "changed" or (how == "new" and _finished(folder)):
+            remove([folder])  # another run's outputs: never mixed with this run's
+        elif how == "resume" and _finished(folder):
+            (folder / ID_JOURNAL).unlink(missing_ok=True)
+            counts_of[split] = Counter(r["status"] for r in read_manifest(folder / "manifest.jsonl"))
+            log.info("%s: finished before the interruption, kept", split)
     summary = {}
     with ClipRunner(cfg, args.workers, references=references) as runner:
-        for split in args.splits or list(dict.fromkeys(table["split"])):
-            counts = extract_split(runner, table[table["split"] == split], Path(args.meld_root), out / split, split)
+        for split in splits:
+            if split not in counts_of:
+                counts_of[split] = extract_split(runner, table[table["split"] == split], meld_root, out / split, split)
+            counts = counts_of[split]
             summary[split] = {"clips": int(sum(counts.values())), **{k: int(v) for k, v in sorted(counts.items())}}
             log.info("%s: %s", split, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if args.summary:
         atomic_write_bytes(Path(args.summary), (json.dumps(summary, indent=2) + "\n").encode())
+    state.finish()
     return 0
 
 

@@ -10,6 +10,7 @@ Reads only the ``data`` section of params.yaml. The table's columns are document
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 from stage1_face_extraction.meld import DataConfig, MeldFormatError, build_utterance_table, summarize
 from stage1_face_extraction.params import ConfigError, load_section
 from stage1_face_extraction.stages._common import setup_logging
-from stage1_face_extraction.store import atomic_write_bytes
+from stage1_face_extraction.store import DISK_FULL, atomic_write_bytes
 
 log = logging.getLogger("facialmmt.prepare")
 
@@ -38,12 +39,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(out)
     summary = summarize(df)
-    if args.summary:
-        atomic_write_bytes(Path(args.summary), (json.dumps(summary, indent=2) + "\n").encode())
+    try:
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(out, buf.getvalue())  # no half-written table, a full disk named
+        if args.summary:
+            atomic_write_bytes(Path(args.summary), (json.dumps(summary, indent=2) + "\n").encode())
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        log.error("%s", exc)
+        return 1
     for split, s in summary.items():
         log.info(
             "%s: %d utterances in %d dialogues, %d clips missing",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -31,6 +32,7 @@ __all__ = ["FeatureWriter", "FeatureReader", "length_cap", "INDEX_NAME", "META_N
 INDEX_NAME = "index.jsonl"
 META_NAME = "meta.json"
 SHARD_FMT = "shard-{:05d}.safetensors"
+_SHARD_RE = re.compile(r"^shard-\d{5,}\.safetensors$")
 TENSOR_KEY = "features"
 DTYPES = ("float16", "float32")
 FORMAT_VERSION = 1
@@ -146,6 +148,27 @@ class FeatureWriter:
             self.close()
 
 
+def _index_record(line: str, where: str) -> dict:
+    """One ``index.jsonl`` line, checked: feature folders travel between people, and the names in
+    them become paths (``shard``), so nothing in them is trusted. Errors name ``where`` (file:line)."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: bad JSON ({exc})") from None
+    if not isinstance(rec, dict) or not {"utt_id", "shard", "row", "length"} <= set(rec):
+        raise ValueError(f"{where}: an index record needs utt_id, shard, row and length, got {line.strip()[:200]!r}")
+    try:
+        check_utt_id(rec["utt_id"])
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if not isinstance(rec["shard"], str) or not _SHARD_RE.match(rec["shard"]):
+        raise ValueError(f"{where}: shard must be a file name like {SHARD_FMT.format(0)}, got {rec['shard']!r}")
+    for key in ("row", "length"):
+        if not isinstance(rec[key], int) or isinstance(rec[key], bool) or rec[key] < 0:
+            raise ValueError(f"{where}: {key} must be an integer >= 0, got {rec[key]!r}")
+    return rec
+
+
 class FeatureReader:
     """Random access to a feature folder (used by the trainer)."""
 
@@ -158,10 +181,13 @@ class FeatureReader:
         if self.meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"{self.root}: unsupported feature format {self.meta.get('format')!r}")
         self._index: dict[str, dict] = {}
-        with (self.root / INDEX_NAME).open("r", encoding="utf-8") as fh:
-            for line in fh:
+        path = self.root / INDEX_NAME
+        with path.open("r", encoding="utf-8") as fh:
+            for ln, line in enumerate(fh, 1):
                 if line.strip():
-                    rec = json.loads(line)
+                    rec = _index_record(line, f"{path}:{ln}")
+                    if rec["utt_id"] in self._index:
+                        raise ValueError(f"{path}:{ln}: duplicate utt_id {rec['utt_id']!r}")
                     self._index[rec["utt_id"]] = rec
         self._shards: dict[str, np.ndarray] = {}
 
@@ -207,7 +233,11 @@ class FeatureReader:
         if rec["length"] == 0:
             out = np.zeros((0, self.dim), self.dtype)
         else:
-            out = self._shard(rec["shard"])[rec["row"] : rec["row"] + rec["length"]]
+            shard = self._shard(rec["shard"])
+            out = shard[rec["row"] : rec["row"] + rec["length"]]
+            if out.shape[0] != rec["length"]:
+                raise ValueError(f"{self.root / rec['shard']}: {utt_id} needs rows {rec['row']}.."
+                                 f"{rec['row'] + rec['length'] - 1}, the shard has {shard.shape[0]}")
         return out.astype(dtype) if dtype is not None else out.copy()
 
     def padded(self, utt_ids: Sequence[str], max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from stage1_face_extraction.params import ConfigError, load_section
 from stage1_face_extraction.stages._common import setup_logging
-from stage1_face_extraction.store import atomic_write_bytes
+from stage1_face_extraction.store import DISK_FULL, atomic_write_bytes
 from stage2_mer.features.extract import (
     FeatureStageConfig,
     extract_audio_split,
@@ -95,6 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.meld_root)
         jobs = {s: [(r.utt_id, root / r.clip) for r in table[table["split"] == s].itertuples()] for s in splits}
         unit, key = "s audio", "audio_s"
+    try:
+        return _run(args, cfg, ext, jobs, out, info, unit, key)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        log.error("%s", exc)  # names the file; the split being written has no index/meta: unfinished
+        return 1
+
+
+def _run(args, cfg, ext, jobs: dict, out: Path, info: dict, unit: str, key: str) -> int:
     summary: dict = {"extractor": cfg.name, "modality": args.modality, "dim": ext.dim, "dtype": cfg.dtype,
                      "contract": ext.contract.to_dict(), "splits": {}}
     lengths_by_split = {}
