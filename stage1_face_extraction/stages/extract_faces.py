@@ -183,6 +183,10 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
         if gi.group in sheet_groups:  # keep the thumbnails of those only
             identified.append(gi)
 
+    for path in (journal_path, id_journal_path):  # a line cut by a kill: the next line starts afresh
+        if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write("\n")
     with open(journal_path, "a", encoding="utf-8") as jf, open(id_journal_path, "a", encoding="utf-8") as idf, \
             tqdm(total=len(plan), initial=len(records), desc=f"faces {split}", unit="clip") as bar:
         for job, res in runner.map(jobs, on_group=on_group):
@@ -256,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
-        log.error("%s", exc)  # names the file; finished shards are kept and a rerun resumes
+        # store.py's messages name the file; a journal line or a preview may fail first
+        log.error("%s", exc if exc.filename else f"no space left on device writing under {out} ({exc}): "
+                  "finished shards are kept; free some space and rerun to resume")
         return 1
 
 

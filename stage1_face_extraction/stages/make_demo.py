@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     logger.debug("demo config: %s", json.dumps(to_dict(cfg)))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.parent.glob(f".{out.name}.tmp-*"), *out.parent.glob(f".{out.name}.old-*")]:
+        logger.info("removing %s (left by an interrupted run)", stale)  # one writer per --out at a time
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the corpus is an ordinary folder
 
