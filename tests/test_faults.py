@@ -239,6 +239,79 @@ def test_features_on_a_full_disk(tiny_corpus: dict, small_fs, caplog) -> None:
     assert not list(fs.rglob("index.jsonl")) and not list(fs.rglob("meta.json")), "the split must read as unfinished"
 
 
+def test_run_state_resumes_only_the_same_inputs(tmp_path: Path) -> None:
+    from stage1_face_extraction.runstate import MARKER, RunState
+
+    out = tmp_path / "out"
+    assert RunState(out, "a").begin() == "new" and (out / MARKER).is_file()
+    assert RunState(out, "a").begin() == "resume"  # killed, rerun with the same inputs
+    assert RunState(out, "b").begin() == "changed"  # killed, rerun after params/data/code changed
+    state = RunState(out, "b")
+    assert state.begin() == "resume"
+    state.finish()
+    assert not (out / MARKER).exists()
+    assert RunState(out, "b").begin() == "new"  # a finished run is never resumed
+
+
+def test_extract_faces_interrupted_then_rerun_with_other_params_starts_over(
+    tiny_corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    from stage1_face_extraction import executors
+
+    out = tmp_path / "faces"
+    monkeypatch.setattr(os, "fsync", _FailingFsync(6))  # a few shards, then the disk is full
+    assert extract_faces.main([*tiny_corpus["argv"], "--out", str(out)]) == 1
+    monkeypatch.undo()
+    assert 0 < len(list((out / "train").glob("shard-*.tar"))) < 6
+    p = yaml.safe_load(tiny_corpus["params"].read_text())
+    p["stage1"]["jpeg_quality"] = 80
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(p, sort_keys=False))
+    seen: list[str] = []
+    real = executors._safe_finish
+    monkeypatch.setattr(executors, "_safe_finish", lambda pipe, job, a, ids: seen.append(job.utt_id) or real(
+        pipe, job, a, ids))
+    argv = [*tiny_corpus["argv"], "--out", str(out)]
+    argv[argv.index("--params") + 1] = str(params)
+    with caplog.at_level("WARNING"):
+        assert extract_faces.main(argv) == 0
+    assert "had other inputs" in caplog.text and "starting over" in caplog.text
+    assert sorted(seen) == [f"dia0_utt{i}" for i in range(6)], "nothing of the other run may be reused"
+    ref_shard = (tiny_corpus["ref"] / "train" / "shard-00000.tar").read_bytes()
+    assert (out / "train" / "shard-00000.tar").read_bytes() != ref_shard  # written at quality 80
+
+
+def test_features_interrupted_then_resumed(tiny_corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           caplog) -> None:
+    """A features run stopped by a fault (a full disk) in its second split, then rerun: it resumes
+    (the run marker matches), keeps the finished split, and ends with the bytes of an
+    uninterrupted run."""
+    import pandas as pd
+
+    from stage2_mer.stages import features
+
+    train = pd.read_parquet(tiny_corpus["table"])
+    table = tmp_path / "utterances.parquet"  # a dev split too (the same clips)
+    pd.concat([train, train.assign(split="dev")], ignore_index=True).to_parquet(table, index=False)
+
+    def argv(out: Path) -> list[str]:
+        return ["--params", str(tiny_corpus["params"]), "--modality", "audio", "--utterances", str(table),
+                "--meld-root", str(tiny_corpus["meld"]), "--out", str(out)]
+
+    assert features.main(argv(tmp_path / "ref")) == 0
+    out = tmp_path / "out"
+    monkeypatch.setattr(os, "fsync", _FailingFsync(4))  # train: shard, index, meta; dev's shard fails
+    assert features.main(argv(out)) == 1
+    monkeypatch.undo()
+    assert (out / ".run-in-progress.json").is_file() and (out / "fbank" / "train" / "meta.json").is_file()
+    assert not (out / "fbank" / "dev" / "meta.json").exists()
+    with caplog.at_level("INFO"):
+        assert features.main(argv(out)) == 0
+    assert "resuming an interrupted run" in caplog.text
+    assert "audio train: finished before the interruption, kept" in caplog.text
+    _assert_same(_snapshot(tmp_path / "ref"), _snapshot(out))
+
+
 # ------------------------------------------------------------------------------------------------
 # dvc repro: determinism and kill -9 (slow)
 
@@ -358,6 +431,7 @@ def test_kill_9_during_extract_faces_and_features_then_rerun(reference_run: Path
 
     out = _repro(d)
     assert "Running stage 'extract_faces'" not in out, "extract_faces was complete: not run again"
+    assert "resuming an interrupted run" in out, out[-3000:]  # features@visual
     assert _lock_outs(d) == _lock_outs(reference_run)
     assert (d / "dvc.lock").read_text() == (reference_run / "dvc.lock").read_text()
     _assert_same(_outputs(reference_run), _outputs(d))

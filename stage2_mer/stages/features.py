@@ -14,6 +14,13 @@ empty utterances, rows and lengths, FacialMMT's padding width ``mean3std_len`` (
 train lengths; the trainer applies its own ``train.max_*_len``) and the extractor's contract. The throughput (faces/s, seconds of audio per second) is shown on the
 progress bar and logged. The visual stage reads the stage-1 face shards
 (``<faces>/<split>/``); the audio stage decodes the clips listed in the utterance table.
+
+A run owns ``--out``: while it runs, ``<out>/.run-in-progress.json`` holds the fingerprint of its
+inputs (section, input files, code; ``stage1_face_extraction.runstate``). A rerun after a kill
+with the same fingerprint keeps the splits that were finished (``meta.json`` written) and redoes
+the others; any other run first empties ``--out`` (as DVC would: ``dvc.yaml`` keeps the folder,
+``persist: true``, so that a killed ``dvc repro`` resumes). A full disk: exit status 1, the
+message names the file, no half-written shard.
 """
 
 from __future__ import annotations
@@ -27,7 +34,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stage1_face_extraction.params import ConfigError, load_section
+from stage1_face_extraction.params import ConfigError, load_section, to_dict
+from stage1_face_extraction.runstate import (
+    MARKER,
+    RunState,
+    file_digest,
+    fingerprint,
+    package_code_digest,
+    remove,
+    stat_digest,
+)
 from stage1_face_extraction.stages._common import setup_logging
 from stage1_face_extraction.store import DISK_FULL, atomic_write_bytes
 from stage2_mer.features.extract import (
@@ -36,7 +52,7 @@ from stage2_mer.features.extract import (
     extract_visual_split,
     split_summary,
 )
-from stage2_mer.features.store import length_cap
+from stage2_mer.features.store import INDEX_NAME, META_NAME, FeatureReader, length_cap
 
 log = logging.getLogger("facialmmt.features")
 SPLITS = ("train", "dev", "test")
@@ -96,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         jobs = {s: [(r.utt_id, root / r.clip) for r in table[table["split"] == s].itertuples()] for s in splits}
         unit, key = "s audio", "audio_s"
     try:
-        return _run(args, cfg, ext, jobs, out, info, unit, key)
+        state = RunState(Path(args.out), _fingerprint(args, cfg, jobs))
+        if state.begin() != "resume":  # another run's outputs are never mixed with this run's
+            remove(p for p in Path(args.out).iterdir() if p.name != MARKER)
+        rc = _run(args, cfg, ext, jobs, out, info, unit, key)
+        state.finish()
+        return rc
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
@@ -104,11 +125,33 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _fingerprint(args, cfg: FeatureStageConfig, jobs: dict) -> str:
+    """What the outputs depend on: the section, the inputs (face indexes and shards' sizes and
+    mtimes; the table's bytes and the clips' sizes and mtimes) and the code of stage2_mer.features."""
+    if args.modality == "visual":
+        inputs = {s: [file_digest(src / "index.jsonl"), stat_digest(sorted(src.glob("shard-*")))]
+                  for s, src in jobs.items()}
+    else:
+        inputs = {"table": file_digest(args.utterances),
+                  "clips": {s: stat_digest(path for _, path in items) for s, items in jobs.items()}}
+    return fingerprint({"modality": args.modality, "section": to_dict(cfg), "inputs": inputs,
+                        "code": package_code_digest(Path(__file__).resolve().parents[1] / "features")})
+
+
+def _finished(folder: Path) -> bool:
+    return (folder / META_NAME).is_file() and (folder / INDEX_NAME).is_file()  # meta.json is written last
+
+
 def _run(args, cfg, ext, jobs: dict, out: Path, info: dict, unit: str, key: str) -> int:
     summary: dict = {"extractor": cfg.name, "modality": args.modality, "dim": ext.dim, "dtype": cfg.dtype,
                      "contract": ext.contract.to_dict(), "splits": {}}
     lengths_by_split = {}
     for split, src in jobs.items():
+        if _finished(out / split):  # a resumed run: this split was finished before the interruption
+            lengths_by_split[split] = lengths = FeatureReader(out / split).lengths()  # utt_id order
+            summary["splits"][split] = split_summary(lengths)
+            log.info("%s %s: finished before the interruption, kept", args.modality, split)
+            continue
         n_utts = len(src) if isinstance(src, list) else None
         if n_utts is None:
             from stage1_face_extraction.store import FaceShardReader
