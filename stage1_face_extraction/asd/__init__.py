@@ -1,13 +1,15 @@
-"""Active-speaker scorers: registry + the training-free ``av_sync`` default.
+"""Active-speaker scorers: registry, the training-free ``av_sync`` default and the learned
+``talknet`` / ``light_asd`` (``asd/learned.py``, weights from a local checkpoint).
 
     from stage1_face_extraction.asd import create_scorer, extract_patch
     scorer = create_scorer("av_sync")            # unknown names / config keys -> ConfigError
+    scorer = create_scorer("light_asd", checkpoint="models/finetuning_TalkSet.model")
     spec = scorer.input_spec                      # FaceInputSpec: which patch to cut per track row
 """
 
 from __future__ import annotations
 
-from . import av_sync  # noqa: F401  (registers "av_sync")
+from . import av_sync, learned  # noqa: F401  (register "av_sync", "talknet", "light_asd")
 from .av_sync import AVSyncConfig, AVSyncScorer
 from .base import (
     ActiveSpeakerScorer,
@@ -17,12 +19,17 @@ from .base import (
     list_scorers,
     register_scorer,
 )
+from .learned import CheckpointError, LearnedASDConfig, LightASDScorer, TalkNetScorer
 
 __all__ = [
     "AVSyncConfig",
     "AVSyncScorer",
     "ActiveSpeakerScorer",
+    "CheckpointError",
     "FaceInputSpec",
+    "LearnedASDConfig",
+    "LightASDScorer",
+    "TalkNetScorer",
     "create_scorer",
     "extract_patch",
     "list_scorers",

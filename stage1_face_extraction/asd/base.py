@@ -45,13 +45,16 @@ class FaceInputSpec:
         ``size``-aspect tall, centred a little below the mouth-corner midpoint, rotated with the head
         (fits off by > 2x in scale from the box or > 30 deg of roll are ignored). Without landmarks:
         the same region from the box (about 64% of the box width, centred, covering its lower ~35%).
-        ``"face"`` - an axis-aligned square around the box centre, ``scale`` times the longer box
-        side (TalkNet-style face crop).
+        ``"face"`` - an axis-aligned square, ``scale`` times the longer box side, centred
+        ``offset`` longer box sides below the box centre (TalkNet / Light-ASD: scale 0.7,
+        offset 0.2, a mouth-centred lower-face crop; see ``asd/learned.py``).
     size: (h, w) of the patch in pixels.
     gray: True -> (h, w) luma; False -> (h, w, 3) RGB. Values are float32 in [0, 1].
     scale: crop extent, see ``kind`` (None -> 1.6 for mouth, 1.0 for face).
-    fps: frame rate the scorer wants its patches at (learned scorers: 25.0); None = native rate.
-        The pipeline resamples track rows to it and maps the scores back.
+    offset: vertical shift of the ``"face"`` crop centre in longer box sides (positive = down).
+    fps: frame rate the scorer's model works at (learned scorers: 25.0); None = native rate. The
+        pipeline hands patches at the native rate with their times; a scorer that declares a rate
+        resamples them itself and returns scores at the native frames (``asd.learned``).
     """
 
     kind: str = "mouth"
@@ -59,6 +62,7 @@ class FaceInputSpec:
     gray: bool = True
     scale: float | None = None
     fps: float | None = None
+    offset: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in PATCH_KINDS:
@@ -122,7 +126,7 @@ def _face_matrix(box: np.ndarray, spec: FaceInputSpec) -> np.ndarray:
     h, w = spec.size
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     side = max(x2 - x1, y2 - y1, 1.0) * spec.crop_scale
-    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0 + spec.offset * max(x2 - x1, y2 - y1, 1.0)
     sx, sy = w / side, h / side
     return np.array([[sx, 0.0, w / 2.0 - sx * cx], [0.0, sy, h / 2.0 - sy * cy]])
 

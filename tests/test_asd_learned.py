@@ -1,0 +1,347 @@
+"""Learned active-speaker scorers (TalkNet, Light-ASD): published layout, loading, inference, fine-tuning."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.fft import dct
+
+from stage1_face_extraction.asd import CheckpointError, create_scorer, extract_patch, list_scorers
+from stage1_face_extraction.asd.finetune import FinetuneConfig, clip_tracks, load_labelled_corpus, prepare_tracks
+from stage1_face_extraction.asd.learned import resample_to_grid
+from stage1_face_extraction.asd.mfcc import mfcc_13, n_mfcc_rows
+from stage1_face_extraction.asd.nets import LightASD, TalkNet
+from stage1_face_extraction.params import ConfigError
+
+FPS = 24000 / 1001
+
+# (key, shape) facts of the published checkpoints (TalkNet-ASD / Light-ASD repositories)
+TALKNET_KEYS = {
+    "model.visualFrontend.frontend3D.0.weight": (64, 1, 5, 7, 7),
+    "model.visualFrontend.frontend3D.1.running_var": (64,),
+    "model.visualFrontend.resnet.layer1.downsample.weight": (64, 64, 1, 1),
+    "model.visualFrontend.resnet.layer4.conv1a.weight": (512, 256, 3, 3),
+    "model.visualFrontend.resnet.layer4.outbnb.bias": (512,),
+    "model.visualTCN.net.4.net.2.weight": (512, 1, 3),
+    "model.visualTCN.net.0.net.3.weight": (1,),
+    "model.visualTCN.net.0.net.4.gamma": (1, 512, 1),
+    "model.visualConv1D.net.0.weight": (256, 512, 5),
+    "model.visualConv1D.net.3.weight": (128, 256, 1),
+    "model.audioEncoder.conv1.weight": (16, 1, 7, 7),
+    "model.audioEncoder.layer1.2.se.fc.0.weight": (2, 16),
+    "model.audioEncoder.layer2.0.downsample.0.weight": (32, 16, 1, 1),
+    "model.audioEncoder.layer3.5.conv2.weight": (64, 64, 3, 3),
+    "model.audioEncoder.layer4.0.downsample.1.running_mean": (128,),
+    "model.crossA2V.self_attn.in_proj_weight": (384, 128),
+    "model.crossV2A.linear1.weight": (512, 128),
+    "model.selfAV.self_attn.out_proj.weight": (256, 256),
+    "model.selfAV.norm2.weight": (256,),
+    "lossAV.FC.weight": (2, 256),
+    "lossA.FC.weight": (2, 128),
+    "lossV.FC.bias": (2,),
+}
+LIGHT_KEYS = {
+    "model.visualEncoder.block1.s_3.weight": (32, 1, 1, 3, 3),
+    "model.visualEncoder.block1.s_5.weight": (32, 1, 1, 5, 5),
+    "model.visualEncoder.block1.t_5.weight": (32, 32, 5, 1, 1),
+    "model.visualEncoder.block3.last.weight": (128, 128, 1, 1, 1),
+    "model.visualEncoder.block2.bn_t_3.running_mean": (64,),
+    "model.audioEncoder.block1.m_3.weight": (32, 1, 3, 1),
+    "model.audioEncoder.block2.t_5.weight": (64, 64, 1, 5),
+    "model.audioEncoder.block3.bn_last.weight": (128,),
+    "model.GRU.gru_forward.weight_ih_l0": (384, 128),
+    "model.GRU.gru_backward.bias_hh_l0": (384,),
+    "lossAV.FC.weight": (2, 128),
+    "lossV.FC.weight": (2, 128),
+}
+
+
+@pytest.fixture(scope="module")
+def mini_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two 2-second demo clips (train split) with ground truth."""
+    from stage1_face_extraction.demo.generate import DemoConfig, generate_corpus
+    from stage1_face_extraction.params import from_dict
+
+    out = tmp_path_factory.mktemp("asd_demo") / "MELD.Raw"
+    cfg = {"seed": 5, "dialogues_per_split": {"train": 1, "dev": 0, "test": 0}, "utterances_min": 2,
+           "utterances_max": 2, "duration_min_s": 2.0, "duration_max_s": 2.0, "p_cut_to_listener": 0.0,
+           "p_speaker_off_screen": 0.0, "workers": 1}
+    generate_corpus(from_dict(DemoConfig, cfg, "demo"), out)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _random_net(cls, seed: int = 0):
+    torch.manual_seed(seed)
+    net = cls()
+    with torch.no_grad():  # non-trivial BN statistics, as a trained file has
+        for name, buf in net.named_buffers():
+            if name.endswith("running_mean"):
+                buf.normal_(0.0, 0.1)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+# ------------------------------------------------------------------------------------------------
+# MFCC
+
+
+def _mfcc_by_definition(x: np.ndarray) -> np.ndarray:
+    """python_speech_features.mfcc(x, 16000, numcep=13, winlen=0.025, winstep=0.01) written out
+    loop by loop from its documented steps (x already at int16 scale)."""
+    y = np.append(x[0], x[1:] - 0.97 * x[:-1])
+    n = 1 if len(y) <= 400 else 1 + int(np.ceil((len(y) - 400) / 160))
+    y = np.concatenate([y, np.zeros((n - 1) * 160 + 400 - len(y))])
+    mel = np.linspace(0.0, 2595 * np.log10(1 + 8000 / 700.0), 28)
+    bins = np.floor(513 * (700 * (10 ** (mel / 2595.0) - 1)) / 16000)
+    fb = np.zeros((26, 257))
+    for j in range(26):
+        for i in range(int(bins[j]), int(bins[j + 1])):
+            fb[j, i] = (i - bins[j]) / (bins[j + 1] - bins[j])
+        for i in range(int(bins[j + 1]), int(bins[j + 2])):
+            fb[j, i] = (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1])
+    rows = []
+    for r in range(n):
+        p = np.abs(np.fft.rfft(y[r * 160 : r * 160 + 400], 512)) ** 2 / 512
+        c = dct(np.log(np.maximum(fb @ p, np.finfo(float).eps)), type=2, norm="ortho")[:13]
+        c *= 1 + 11 * np.sin(np.pi * np.arange(13) / 22)
+        c[0] = np.log(p.sum())
+        rows.append(c)
+    return np.array(rows)
+
+
+def test_mfcc_matches_python_speech_features_definition() -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(int(0.37 * 16000)) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    got = mfcc_13(audio)
+    want = _mfcc_by_definition(audio.astype(np.float64) * 32768.0)
+    assert got.shape == want.shape == (n_mfcc_rows(t.size), 13)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    assert [n_mfcc_rows(n) for n in (1, 400, 401, 560, 561, 16000)] == [1, 1, 2, 2, 3, 99]
+    # the int16 scale is part of the contract: float input in [-1, 1] is scaled by 32768
+    assert abs(float(mfcc_13(audio, int16_scale=False)[5, 0]) - float(got[5, 0]) + 2 * np.log(32768.0)) < 1e-3
+
+
+# ------------------------------------------------------------------------------------------------
+# architectures
+
+
+@pytest.mark.parametrize("cls, facts, n_params", [(TalkNet, TALKNET_KEYS, 15_743_451), (LightASD, LIGHT_KEYS, 1_021_120)])
+def test_published_key_layout_and_size(cls, facts: dict, n_params: int) -> None:
+    net = cls()
+    sd = net.state_dict()
+    for key, shape in facts.items():
+        assert key in sd, key
+        assert tuple(sd[key].shape) == shape, key
+    assert all(k.split(".")[0] in ("model", "lossAV", "lossA", "lossV") for k in sd)
+    assert sum(p.numel() for p in net.model.parameters()) == n_params  # TalkNet 15.0 Mi, Light-ASD 1.0 M
+    with torch.no_grad():
+        out = net.eval()(torch.randn(2, 4 * 7, 13), torch.rand(2, 7, 112, 112))
+    assert tuple(out["av"].shape) == (2, 7, 2)
+
+
+def test_registered() -> None:
+    assert {"av_sync", "talknet", "light_asd"} <= set(list_scorers())
+
+
+# ------------------------------------------------------------------------------------------------
+# loading the published files and scoring
+
+
+def test_random_published_checkpoint_loads_and_scores_a_demo_clip(tmp_path: Path, mini_demo: Path) -> None:
+    from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+
+    truth = json.loads((mini_demo / "truth.json").read_text())
+    key, clip = next((k, c) for k, c in sorted(truth["clips"].items()) if c["speaker_visible_frames"])
+    for name, cls, prefix in (("light_asd", LightASD, ""), ("talknet", TalkNet, "module.")):
+        net = _random_net(cls, seed=1)
+        path = tmp_path / f"pretrain_{name}.model"
+        torch.save({prefix + k: v for k, v in net.state_dict().items()}, path)  # as the repositories save it
+        cfg = Stage1Config(asd={"name": name, "checkpoint": str(path), "vad": "energy", "windows_s": [1, 2]})
+        pipe = FacePipeline(cfg)
+        loaded = pipe.scorer.net.state_dict()
+        for k, v in net.state_dict().items():
+            assert torch.equal(loaded[k].cpu(), v), k
+        res = pipe.process(mini_demo / clip["path"], utt_id=clip["utt_id"], speaker=clip["speaker"])
+        assert res.record["status"] in ("ok", "no_speaker"), res.record
+        assert res.tracks, "the demo clip has faces"
+        assert pipe.scorer.last_info["audio_used"] and pipe.scorer.last_info["forwards"] >= 2
+        for t in res.tracks:
+            assert t.speaking.shape == (len(t),) and t.speaking.dtype == np.float32
+            assert np.all((t.speaking >= 0) & (t.speaking <= 1))
+        assert np.std(np.concatenate([t.speaking for t in res.tracks])) > 0  # a real forward, not a constant
+
+
+@pytest.mark.parametrize("name", ["light_asd", "talknet"])
+def test_batched_scores_equal_one_track_at_a_time(name: str) -> None:
+    scorer = create_scorer(name, random_init=True, vad="energy", windows_s=[1, 2])
+    scorer.net.load_state_dict(_random_net(type(scorer.net), seed=2).state_dict())
+    rng = np.random.default_rng(0)
+    lengths, starts = (40, 40, 23), (0, 0, 11)
+    patches = [rng.random((n, 112, 112), dtype=np.float32) for n in lengths]
+    times = [(s + np.arange(n)) / FPS for s, n in zip(starts, lengths)]
+    audio = (0.1 * rng.standard_normal(2 * 16000)).astype(np.float32)
+    together = scorer.score(patches, times, audio, 16000, FPS)
+    forwards = scorer.last_info["forwards"]
+    alone, forwards_alone = [], 0
+    for p, t in zip(patches, times):
+        alone.append(scorer.score([p], [t], audio, 16000, FPS)[0])
+        forwards_alone += scorer.last_info["forwards"]
+    for a, b, n in zip(together, alone, lengths):
+        assert a.shape == (n,)
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # one forward per (window size, window length), shared by all tracks: fewer than per track
+    assert forwards <= 5 < forwards_alone
+    # the scores depend on the audio (an audio-visual model), and no audio still scores
+    other = scorer.score(patches, times, audio[::-1].copy(), 16000, FPS)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(together, other)) > 1e-4
+    silent = scorer.score(patches, times, None, 16000, FPS)
+    assert scorer.last_info["status_hint"] == "no_audio" and [s.shape for s in silent] == [(n,) for n in lengths]
+
+
+def test_resample_to_grid_25fps() -> None:
+    t = np.arange(10, 58) / FPS  # 48 frames at 23.976 fps from 0.417 s
+    k, rows = resample_to_grid(t, FPS)
+    assert k[0] == int(np.ceil((t[0] - 0.5 / FPS) * 25)) and np.all(np.diff(k) == 1)
+    assert len(k) in (49, 50, 51)  # 2.0 s of video
+    assert np.all(np.diff(rows) >= 0) and rows[0] == 0 and rows[-1] == 47
+    assert np.all(np.abs(t[rows] - k / 25.0) <= 0.5 / FPS + 1e-9)  # nearest source frame
+    assert np.sum(np.diff(rows) == 0) >= 1  # 24 -> 25 fps duplicates a frame
+    k25, rows25 = resample_to_grid(np.arange(5, 30) / 25.0, 25.0)
+    assert list(k25) == list(range(5, 30)) and list(rows25) == list(range(25))
+
+
+def test_face_crop_is_mouth_centred_like_the_reference() -> None:
+    scorer = create_scorer("light_asd", random_init=True, vad="none")
+    spec = scorer.input_spec
+    assert (spec.kind, spec.size, spec.gray, spec.fps) == ("face", (112, 112), True, 25.0)
+    img = np.zeros((400, 400, 3), np.uint8)
+    box = np.array([100.0, 100.0, 200.0, 200.0])  # centre (150, 150), side 100
+    img[165:175, 145:155] = 255  # a bright spot 0.2 box sides below the centre: the crop centre
+    patch = extract_patch(img, box, None, spec)
+    ys, xs = np.nonzero(patch > 0.5)
+    assert abs(ys.mean() - 55.5) < 2 and abs(xs.mean() - 55.5) < 2
+    assert 14 < len(ys) ** 0.5 < 18  # 10 px at 112 / 70 px per crop = 16 px
+
+
+# ------------------------------------------------------------------------------------------------
+# wrong files
+
+
+def test_wrong_or_truncated_checkpoints_fail_clearly(tmp_path: Path) -> None:
+    light = tmp_path / "finetuning_TalkSet.model"
+    torch.save(LightASD().state_dict(), light)
+    with pytest.raises(CheckpointError, match="light_asd checkpoint.*set stage1.asd.name: light_asd"):
+        create_scorer("talknet", checkpoint=str(light))
+    truncated = tmp_path / "truncated.model"
+    truncated.write_bytes(light.read_bytes()[: light.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        create_scorer("light_asd", checkpoint=str(truncated))
+    garbage = tmp_path / "garbage.model"
+    garbage.write_bytes(b"<html>404 not found</html>" * 10)
+    with pytest.raises(CheckpointError, match="not a torch checkpoint|truncated"):
+        create_scorer("light_asd", checkpoint=str(garbage))
+    with pytest.raises(CheckpointError, match="not found"):
+        create_scorer("light_asd", checkpoint=str(tmp_path / "absent.model"))
+    sd = LightASD().state_dict()
+    sd["lossAV.FC.weight"] = torch.zeros(3, 128)
+    del sd["lossV.FC.bias"]
+    sd["model.extra.weight"] = torch.zeros(1)
+    bad = tmp_path / "bad.model"
+    torch.save(sd, bad)
+    with pytest.raises(CheckpointError, match="1 missing key.*lossV.FC.bias.*1 unexpected.*1 wrong shape.*lossAV.FC.weight"):
+        create_scorer("light_asd", checkpoint=str(bad))
+    st = tmp_path / "cut.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(LightASD().state_dict(), str(st))
+    st.write_bytes(st.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated or not a safetensors"):
+        create_scorer("light_asd", checkpoint=str(st))
+
+
+def test_pickled_objects_need_the_trusted_flag(tmp_path: Path) -> None:
+    path = tmp_path / "pickled.model"
+    torch.save({"args": argparse.Namespace(lr=0.001), **LightASD().state_dict()}, path)
+    with pytest.raises(CheckpointError, match="trusted_checkpoint: true"):
+        create_scorer("light_asd", checkpoint=str(path))
+    # trusted: unpickled, and then the layout check names the stray entry
+    with pytest.raises(CheckpointError, match="unexpected key.*args"):
+        create_scorer("light_asd", checkpoint=str(path), trusted_checkpoint=True)
+
+
+def test_config_is_strict() -> None:
+    with pytest.raises(ConfigError, match="checkpont"):
+        create_scorer("light_asd", checkpont="x.model")
+    with pytest.raises(ValueError, match="asd.checkpoint is required"):
+        create_scorer("talknet")
+
+
+# ------------------------------------------------------------------------------------------------
+# fine-tuning
+
+
+def test_clip_tracks_labels_and_cuts() -> None:
+    face = lambda name, x, spk=False, **kw: {"name": name, "box": [x, 50, x + 40, 90], "speaker": spk, **kw}  # noqa: E731
+    frames = [{"frame": i, "t": i / 25, "faces": [face("A", 10, True), face("B", 200)]} for i in range(6)]
+    frames += [{"frame": i, "t": i / 25, "faces": [face("B", 400)]} for i in range(6, 9)]  # cut: B jumps
+    frames[2]["faces"][1]["speaking"] = True  # an explicit label wins
+    tracks = clip_tracks({"frames": frames, "speech": [[0.07, 0.17]]})
+    assert [len(t.frames) for t in tracks] == [6, 6, 3]
+    a, b, b2 = tracks
+    assert a.labels.tolist() == [False, False, True, True, True, False]  # t in [0.07, 0.17)
+    assert b.labels.tolist() == [False, False, True, False, False, False]
+    assert b2.frames.tolist() == [6, 7, 8] and not b2.labels.any()
+
+
+def test_finetune_cli_writes_safetensors_the_scorer_loads(tmp_path: Path, mini_demo: Path) -> None:
+    from stage1_face_extraction.stages import finetune_asd
+
+    clips = load_labelled_corpus(mini_demo / "truth.json", splits=["train"])
+    cfg = FinetuneConfig()
+    tracks = prepare_tracks(clips[:1], cfg)
+    assert tracks and all(len(t.mfcc) == 4 * len(t.labels) == 4 * len(t.video) for t in tracks)
+    assert any(t.labels.any() for t in tracks) and any(not t.labels.all() for t in tracks)
+    out = tmp_path / "asd"
+    rc = finetune_asd.main([
+        "--truth", str(mini_demo / "truth.json"), "--out", str(out), "--arch", "light_asd", "--epochs", "1",
+        "--window-frames", "12", "--hop-frames", "12", "--batch-size", "8", "--no-progress",
+    ])
+    assert rc == 0
+    weights, sidecar = out / "light_asd.safetensors", out / "light_asd.json"
+    meta = json.loads(sidecar.read_text())
+    assert meta["arch"] == "light_asd" and meta["train"]["steps"] >= 1 and meta["input"]["crop_scale"] == 0.7
+    scorer = create_scorer("light_asd", checkpoint=str(weights), vad="none")
+    from safetensors.torch import load_file
+
+    trained = load_file(str(weights))
+    assert not torch.equal(trained["lossAV.FC.weight"], LightASD().state_dict()["lossAV.FC.weight"])
+    for k, v in scorer.net.state_dict().items():
+        assert torch.equal(v.cpu(), trained[k]), k
+    # a sidecar naming the other architecture is refused
+    meta["arch"] = "talknet"
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="arch 'talknet'"):
+        create_scorer("light_asd", checkpoint=str(weights))
+
+
+def test_finetune_config_is_strict(tmp_path: Path) -> None:
+    from stage1_face_extraction.stages import finetune_asd
+
+    assert finetune_asd.main(["--truth", str(tmp_path / "none.json"), "--out", str(tmp_path)]) == 2
+    with pytest.raises(ValueError, match="arch"):
+        FinetuneConfig(arch="syncnet")
