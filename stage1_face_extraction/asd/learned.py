@@ -54,10 +54,13 @@ Checkpoints
 for ``dvc repro``):
 
 * the published ``*.model`` files (``torch.save`` of a plain state dict of tensors) are read with
-  ``torch.load(weights_only=True)``: no code runs. A file that ``weights_only`` cannot read (one
-  holding pickled Python objects besides tensors) fails with an error; only with
-  ``trusted_checkpoint: true`` is it fully unpickled - set that only for a file from a source you
-  trust, since unpickling can run arbitrary code;
+  ``torch.load(weights_only=True)``: no code runs, no flag needed. A file that ``weights_only``
+  refuses (one that also pickles Python objects, e.g. training arguments) fails with an error
+  naming the class; with ``trusted_checkpoint: true`` the classes the file names are imported and
+  allowed for that one load (still ``weights_only``; importing them can run their modules' code, so
+  set it only for a file from a source you trust); entries other than the network's tensors then
+  fail the layout check, except a ``state_dict`` / ``model_state_dict`` wrapper. Converting such a
+  file once to safetensors avoids the flag;
 * ``*.safetensors`` written by ``finetune_asd`` (same key layout), with its ``<stem>.json`` beside it
   (architecture, preprocessing, training summary); a JSON naming the other architecture is an error.
 
@@ -99,7 +102,7 @@ class LearnedASDConfig:
 
     checkpoint: str | None = None  # local weights file (published *.model or finetune_asd *.safetensors)
     random_init: bool = False  # run without weights (tests / benchmarks / training from scratch)
-    trusted_checkpoint: bool = False  # allow full unpickling when weights_only cannot read the file
+    trusted_checkpoint: bool = False  # allow the Python classes a checkpoint pickles (trusted files only)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     windows_s: list[float] | None = field(default_factory=lambda: [1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 6])
     smooth_frames: int = 5  # centred moving average over 25 fps frames (1 = none)
@@ -153,6 +156,36 @@ def read_sidecar(path: str | Path) -> dict | None:
     return meta
 
 
+def _load_trusted(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with the Python classes the file names allowed (the user
+    vouched for the file with ``trusted_checkpoint: true``): importing them may run their modules'
+    code, which is why the flag exists. Zip-format torch files only."""
+    import importlib
+
+    import torch
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001 - legacy (pre-1.6) files cannot be listed
+        raise CheckpointError(f"cannot list the pickled classes of {path} ({exc}); convert it to safetensors") from None
+    allowed = []
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise CheckpointError(f"{path} pickles {name}, which cannot be imported here ({exc})") from None
+        allowed.append(obj)
+    logger.warning("%s: trusted_checkpoint: true - allowing the pickled classes %s", path, ", ".join(names))
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"cannot read ASD checkpoint {path}: {type(exc).__name__}: {exc}") from None
+
+
 def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
     """Raw state dict from a ``.safetensors`` file or a torch file (``weights_only=True`` unless
     ``trusted``). Every failure is a :class:`CheckpointError` that names the file."""
@@ -184,14 +217,10 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
                 raise CheckpointError(
                     f"ASD checkpoint {path} holds pickled objects that torch.load(weights_only=True) refuses "
                     f"({first}). If - and only if - the file comes from a source you trust, set "
-                    "stage1.asd.trusted_checkpoint: true (full unpickling can run arbitrary code), or convert "
+                    "stage1.asd.trusted_checkpoint: true (importing the classes it names can run code), or convert "
                     "it once to safetensors."
                 ) from None
-            logger.warning("%s: fully unpickling a trusted ASD checkpoint (trusted_checkpoint: true)", path)
-            try:
-                sd = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as exc2:  # noqa: BLE001
-                raise CheckpointError(f"cannot read ASD checkpoint {path}: {type(exc2).__name__}: {exc2}") from None
+            sd = _load_trusted(path)
         else:
             raise CheckpointError(
                 f"cannot read ASD checkpoint {path} ({path.stat().st_size} bytes): truncated, corrupt or not a "
