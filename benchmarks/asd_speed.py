@@ -40,7 +40,7 @@ def _scorer_cfg(name: str, args) -> dict:
 
 def synthetic_clips(n: int, tracks: int, seconds: float, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
-    frames = int(round(seconds * FPS))
+    frames = round(seconds * FPS)
     clips = []
     for _ in range(n):
         times = [np.arange(frames) / FPS for _ in range(tracks)]

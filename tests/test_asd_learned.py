@@ -166,7 +166,7 @@ def test_random_published_checkpoint_loads_and_scores_a_demo_clip(tmp_path: Path
     from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
 
     truth = json.loads((mini_demo / "truth.json").read_text())
-    key, clip = next((k, c) for k, c in sorted(truth["clips"].items()) if c["speaker_visible_frames"])
+    clip = next(c for _, c in sorted(truth["clips"].items()) if c["speaker_visible_frames"])
     for name, cls, prefix in (("light_asd", LightASD, ""), ("talknet", TalkNet, "module.")):
         net = _random_net(cls, seed=1)
         path = tmp_path / f"pretrain_{name}.model"
@@ -191,7 +191,7 @@ def test_batched_scores_equal_one_track_at_a_time(name: str) -> None:
     scorer = create_scorer(name, random_init=True, vad="energy", windows_s=[1, 2])
     scorer.net.load_state_dict(_random_net(type(scorer.net), seed=2).state_dict())
     rng = np.random.default_rng(0)
-    lengths, starts = (40, 40, 23), (0, 0, 11)
+    lengths, starts = (30, 30, 14), (0, 0, 11)
     patches = [rng.random((n, 112, 112), dtype=np.float32) for n in lengths]
     times = [(s + np.arange(n)) / FPS for s, n in zip(starts, lengths)]
     audio = (0.1 * rng.standard_normal(2 * 16000)).astype(np.float32)
@@ -201,13 +201,15 @@ def test_batched_scores_equal_one_track_at_a_time(name: str) -> None:
     for p, t in zip(patches, times):
         alone.append(scorer.score([p], [t], audio, 16000, FPS)[0])
         forwards_alone += scorer.last_info["forwards"]
+    tol = 1e-5 if scorer.device == "cpu" else 2e-3  # CUDA: TF32 convolutions, batch-size-dependent kernels
     for a, b, n in zip(together, alone, lengths):
         assert a.shape == (n,)
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, b, atol=tol)
     # one forward per (window size, window length), shared by all tracks: fewer than per track
     assert forwards <= 5 < forwards_alone
     # the scores depend on the audio (an audio-visual model), and no audio still scores
-    other = scorer.score(patches, times, audio[::-1].copy(), 16000, FPS)
+    tone = (0.5 * np.sin(2 * np.pi * 300 * np.arange(audio.size) / 16000)).astype(np.float32)
+    other = scorer.score(patches, times, tone, 16000, FPS)
     assert max(float(np.abs(a - b).max()) for a, b in zip(together, other)) > 1e-4
     silent = scorer.score(patches, times, None, 16000, FPS)
     assert scorer.last_info["status_hint"] == "no_audio" and [s.shape for s in silent] == [(n,) for n in lengths]
@@ -296,7 +298,9 @@ def test_config_is_strict() -> None:
 
 
 def test_clip_tracks_labels_and_cuts() -> None:
-    face = lambda name, x, spk=False, **kw: {"name": name, "box": [x, 50, x + 40, 90], "speaker": spk, **kw}  # noqa: E731
+    def face(name: str, x: float, spk: bool = False) -> dict:
+        return {"name": name, "box": [x, 50, x + 40, 90], "speaker": spk}
+
     frames = [{"frame": i, "t": i / 25, "faces": [face("A", 10, True), face("B", 200)]} for i in range(6)]
     frames += [{"frame": i, "t": i / 25, "faces": [face("B", 400)]} for i in range(6, 9)]  # cut: B jumps
     frames[2]["faces"][1]["speaking"] = True  # an explicit label wins

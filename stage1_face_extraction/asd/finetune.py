@@ -318,7 +318,7 @@ def frame_metrics(net: Any, tracks: list[TrackSample], device: str, window: int 
     pred = p >= 0.5
     tp = float((pred & (y == 1)).sum())
     return {
-        "frames": int(len(y)), "positives": int(y.sum()),
+        "frames": len(y), "positives": int(y.sum()),
         "accuracy": float((pred == (y == 1)).mean()),
         "precision": tp / max(float(pred.sum()), 1.0), "recall": tp / max(float(y.sum()), 1.0),
         "ap": float(average_precision_score(y, p)) if 0 < y.sum() < len(y) else float("nan"),

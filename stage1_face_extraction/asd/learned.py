@@ -244,7 +244,7 @@ def load_net_weights(net: Any, path: str | Path, arch: str, trusted: bool = Fals
     if meta is not None and meta.get("arch") != arch:
         raise CheckpointError(f"{path}: its {path.with_suffix('.json').name} says arch {meta.get('arch')!r}, not {arch!r}")
     sd = read_checkpoint(path, trusted)
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
     want = net.state_dict()
     got_arch = _arch_of_keys(set(sd))
     if got_arch is not None and got_arch != arch:
@@ -293,7 +293,7 @@ def resample_to_grid(times: np.ndarray, fps_src: float | None, fps: float = MODE
     half = 0.5 / fps_src
     k0 = int(np.ceil((t[0] - half) * fps - 1e-9))
     k1 = int(np.ceil((t[-1] + half) * fps - 1e-9)) - 1
-    k = np.arange(k0, k1 + 1, dtype=np.int64) if k1 >= k0 else np.array([int(round(t[0] * fps))], np.int64)
+    k = np.arange(k0, k1 + 1, dtype=np.int64) if k1 >= k0 else np.array([round(t[0] * fps)], np.int64)
     g = k / fps
     j = np.clip(np.searchsorted(t, g), 1, max(t.size - 1, 1))
     if t.size == 1:
@@ -410,7 +410,7 @@ class LearnedASDScorer(ActiveSpeakerScorer):
         for w, count in sorted(windows.items(), key=lambda kv: (kv[0] is None, kv[0] or 0.0)):
             buckets: dict[int, list[tuple[int, int]]] = {}
             for i, p in enumerate(patches25):
-                step = len(p) if w is None else max(1, int(round(w * MODEL_FPS)))
+                step = len(p) if w is None else max(1, round(w * MODEL_FPS))
                 for s in range(0, len(p), max(step, 1)):
                     length = min(step, len(p) - s)
                     buckets.setdefault(length, []).append((i, s))

@@ -376,7 +376,7 @@ class _LightVisualEncoder(nn.Module):
         self.block3 = _LightVisualBlock(64, 128)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pool = dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        pool = {"kernel_size": (1, 3, 3), "stride": (1, 2, 2), "padding": (0, 1, 1)}
         x = F.max_pool3d(self.block1(x), **pool)
         x = F.max_pool3d(self.block2(x), **pool)
         x = self.block3(x)  # (B, 128, T, 14, 14)
@@ -394,7 +394,7 @@ class _LightAudioEncoder(nn.Module):
         self.block3 = _LightAudioBlock(64, 128)
 
     def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
-        pool = dict(kernel_size=(1, 3), stride=(1, 2), padding=(0, 1))
+        pool = {"kernel_size": (1, 3), "stride": (1, 2), "padding": (0, 1)}
         x = mfcc.transpose(1, 2).unsqueeze(1)
         x = F.max_pool2d(self.block1(x), **pool)
         x = F.max_pool2d(self.block2(x), **pool)
