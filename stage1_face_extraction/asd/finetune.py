@@ -67,7 +67,7 @@ class FinetuneConfig:
     init: str | None = None  # checkpoint to start from (published *.model or *.safetensors); None = from scratch
     trusted_checkpoint: bool = False  # see LearnedASDConfig.trusted_checkpoint
     splits: list[str] = field(default_factory=lambda: ["train"])  # corpus splits to train on (empty = all)
-    val_splits: list[str] = field(default_factory=list)  # splits for per-epoch frame metrics
+    val_splits: list[str] = field(default_factory=list)  # splits for frame metrics of the trained network
     epochs: int = 10
     max_minutes: float | None = None  # wall-clock budget for training
     window_frames: int = 50  # 2 s at 25 fps
@@ -344,7 +344,8 @@ def train(
 ) -> FinetuneResult:
     """Train ``cfg.arch`` on ``tracks``; write ``<out_dir>/<arch>.safetensors`` and ``<arch>.json``.
 
-    ``progress`` is called after every batch with ``{"epoch", "step", "batches", "loss"}``.
+    ``progress`` is called after every batch with ``{"epoch", "step", "batches", "loss"}``. With
+    ``val_tracks``, frame metrics of the final network are added to the last epoch's record.
     """
     import torch
     from safetensors.torch import save_file
@@ -395,14 +396,15 @@ def train(
         sched.step()
         epochs_run = epoch
         rec: dict[str, Any] = {"epoch": epoch, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
-        if val_tracks:
-            rec["val"] = frame_metrics(net, val_tracks, device, cfg.window_frames)
         history.append(rec)
-        logger.info("epoch %d: %s", epoch, json.dumps(rec))
+        logger.info("epoch %d: loss %.4f, %.0f s", epoch, rec["loss"], rec["seconds"])
         if time.perf_counter() - t0 > budget:
             logger.info("stopping: max_minutes %.1f reached", cfg.max_minutes)
             break
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0  # training only; the validation below is not counted
+    if val_tracks:
+        history[-1]["val"] = frame_metrics(net, val_tracks, device, cfg.window_frames)
+        logger.info("validation frames after epoch %d: %s", epochs_run, json.dumps(history[-1]["val"]))
     net.eval().cpu()
     weights = out_dir / f"{cfg.arch}.safetensors"
     save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(weights))

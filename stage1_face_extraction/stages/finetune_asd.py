@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--init", help="checkpoint to start from (published *.model or *.safetensors); default: from scratch")
     ap.add_argument("--trusted-checkpoint", action="store_true", help="allow the classes --init pickles (trusted files only)")
     ap.add_argument("--splits", nargs="*", default=defaults.splits, help="training splits (none given = all)")
-    ap.add_argument("--val-splits", nargs="*", default=[], help="validation splits (frame metrics per epoch)")
+    ap.add_argument("--val-splits", nargs="*", default=[], help="validation splits (frame metrics after training)")
     ap.add_argument("--epochs", type=int, default=defaults.epochs)
     ap.add_argument("--max-minutes", type=float, help="wall-clock budget for training")
     ap.add_argument("--window-frames", type=int, default=defaults.window_frames)
