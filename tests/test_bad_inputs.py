@@ -48,11 +48,11 @@ FPS = 24000 / 1001
 
 
 def _face_frame(width: int, height: int, shift: int = 0) -> np.ndarray:
-    """The scikit-image astronaut (one real face), fit into a (height, width) grey frame."""
+    """The scikit-image astronaut's head (one real face), fit into a (height, width) grey frame."""
     import cv2
     from skimage import data
 
-    img = data.astronaut()  # 512x512 RGB, face ~ 150 px wide
+    img = data.astronaut()[0:300, 75:375]  # the head and shoulders (face box ~ 87x110 px)
     s = min(width / img.shape[1], height / img.shape[0])
     small = cv2.resize(img, (int(img.shape[1] * s), int(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
     out = np.full((height, width, 3), 90, np.uint8)
