@@ -28,7 +28,10 @@ Training: windows of ``window_frames`` 25 fps frames (hop ``hop_frames``; a shor
 window of its own length), batches of equal-length windows, Adam with a per-epoch decay, random
 horizontal flips. Losses as published: Light-ASD ``CE(av / r) + 0.5 CE(v / r)`` with the
 temperature ``r = 1.3 - 0.02 (epoch - 1)`` (not below 1); TalkNet ``CE(av) + 0.4 CE(a) + 0.4 CE(v)``.
-``max_minutes`` stops training at a wall-clock budget (after the current batch).
+``max_minutes`` stops training at a wall-clock budget (after the current batch). Finally the
+BatchNorm running statistics are re-estimated on ``bn_recalibrate_frames`` training frames
+(:func:`recalibrate_batchnorm`: with the published BN momentum of 0.01 a short run otherwise
+leaves them near their initial values, and the eval-mode network scores at chance).
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class FinetuneConfig:
     lr: float | None = None  # None: 1e-3 (light_asd), 1e-4 (talknet), as published
     lr_decay: float = 0.95  # per epoch
     flip_p: float = 0.5
+    bn_recalibrate_frames: int = 2000  # after training: BN running statistics from this many frames (0 = off)
     crop_scale: float = 0.7  # the scorer's crop (LearnedASDConfig): keep them equal at inference
     crop_offset: float = 0.2
     seed: int = 0
@@ -299,6 +303,36 @@ def _loss(arch: str, out: dict, labels, epoch: int):
             + 0.4 * F.cross_entropy(out["v"].reshape(-1, 2), y))
 
 
+def recalibrate_batchnorm(net: Any, tracks: list[TrackSample], device: str, max_frames: int, window: int = 25,
+                          seed: int = 0) -> int:
+    """Re-estimate every BatchNorm's running mean / variance as the plain average over up to
+    ``max_frames`` training frames (train-mode forwards, no gradients). Both networks use BN
+    momentum 0.01 as published, so after a few hundred steps the running statistics still mostly
+    hold their initial values and the eval-mode network is far worse than the training loss says;
+    this pass fixes that (and adapts a published checkpoint's statistics to the new show). -> frames used."""
+    import torch
+    from torch import nn
+
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    seen = 0
+    with torch.no_grad():
+        for batch in _batches(make_windows(tracks, window, window), 8, np.random.default_rng(seed)):
+            a, v, _ = _tensors(tracks, batch, device)
+            net(a, v)
+            seen += int(v.shape[0] * v.shape[1])
+            if seen >= max_frames:
+                break
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    net.eval()
+    return seen
+
+
 def frame_metrics(net: Any, tracks: list[TrackSample], device: str, window: int = 50) -> dict[str, float]:
     """Per-frame accuracy (p >= 0.5), precision, recall and average precision on ``tracks``
     (whole tracks cut into ``window``-frame pieces, as the scorer does with one window size)."""
@@ -401,7 +435,10 @@ def train(
         if time.perf_counter() - t0 > budget:
             logger.info("stopping: max_minutes %.1f reached", cfg.max_minutes)
             break
-    seconds = time.perf_counter() - t0  # training only; the validation below is not counted
+    if cfg.bn_recalibrate_frames > 0:
+        used = recalibrate_batchnorm(net, tracks, device, cfg.bn_recalibrate_frames, seed=cfg.seed)
+        logger.info("BatchNorm statistics re-estimated on %d training frames", used)
+    seconds = time.perf_counter() - t0  # training (+ BN pass); the validation below is not counted
     if val_tracks:
         history[-1]["val"] = frame_metrics(net, val_tracks, device, cfg.window_frames)
         logger.info("validation frames after epoch %d: %s", epochs_run, json.dumps(history[-1]["val"]))

@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--lr-decay", type=float, default=defaults.lr_decay)
     ap.add_argument("--crop-scale", type=float, default=defaults.crop_scale)
     ap.add_argument("--crop-offset", type=float, default=defaults.crop_offset)
+    ap.add_argument("--bn-recalibrate-frames", type=int, default=defaults.bn_recalibrate_frames,
+                    help="after training, BatchNorm statistics from this many training frames (0 = off)")
     ap.add_argument("--seed", type=int, default=defaults.seed)
     ap.add_argument("--device", default=defaults.device)
     ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
