@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--csv-dir", type=Path, required=True, help="folder of {train,dev,test}_sent_emo.csv")
     ap.add_argument("--encoder", type=Path, required=True, help="local transformers folder (e.g. all-MiniLM-L6-v2)")
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=7)
     ap.add_argument("--batch-dialogues", type=int, default=4)
     ap.add_argument("--lr-encoder", type=float, default=4e-5)
     ap.add_argument("--lr", type=float, default=2e-4)
