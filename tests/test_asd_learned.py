@@ -333,7 +333,11 @@ def test_finetune_cli_writes_safetensors_the_scorer_loads(tmp_path: Path, mini_d
     from safetensors.torch import load_file
 
     trained = load_file(str(weights))
-    assert not torch.equal(trained["lossAV.FC.weight"], LightASD().state_dict()["lossAV.FC.weight"])
+    torch.manual_seed(0)  # the CLI's default seed: the network training started from
+    start = LightASD().state_dict()
+    assert not torch.equal(trained["lossAV.FC.weight"], start["lossAV.FC.weight"])  # it trained
+    assert not torch.equal(trained["model.visualEncoder.block1.bn_s_3.running_var"],
+                           start["model.visualEncoder.block1.bn_s_3.running_var"])  # BN statistics re-estimated
     for k, v in scorer.net.state_dict().items():
         assert torch.equal(v.cpu(), trained[k]), k
     # a sidecar naming the other architecture is refused

@@ -335,14 +335,16 @@ def recalibrate_batchnorm(net: Any, tracks: list[TrackSample], device: str, max_
 
 def frame_metrics(net: Any, tracks: list[TrackSample], device: str, window: int = 50) -> dict[str, float]:
     """Per-frame accuracy (p >= 0.5), precision, recall and average precision on ``tracks``
-    (whole tracks cut into ``window``-frame pieces, as the scorer does with one window size)."""
+    (each track cut into consecutive ``window``-frame pieces, the last one shorter, as the scorer
+    does with one window size; every frame counted once)."""
     import torch
     from sklearn.metrics import average_precision_score
 
     net.eval()
     probs, ys = [], []
     with torch.inference_mode():
-        for batch in _batches(make_windows(tracks, window, window), 32, None):
+        pieces = [(i, s, min(window, len(t.labels) - s)) for i, t in enumerate(tracks) for s in range(0, len(t.labels), window)]
+        for batch in _batches(pieces, 32, None):
             a, v, y = _tensors(tracks, batch, device)
             probs.append(torch.softmax(net(a, v)["av"].float(), -1)[..., 1].reshape(-1).cpu().numpy())
             ys.append(y.reshape(-1).cpu().numpy())
