@@ -69,7 +69,7 @@ def mini_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("asd_demo") / "MELD.Raw"
     cfg = {"seed": 5, "dialogues_per_split": {"train": 1, "dev": 0, "test": 0}, "utterances_min": 2,
-           "utterances_max": 2, "duration_min_s": 2.0, "duration_max_s": 2.0, "p_cut_to_listener": 0.0,
+           "utterances_max": 2, "duration_min_s": 2.0, "duration_max_s": 2.2, "p_cut_to_listener": 0.0,
            "p_speaker_off_screen": 0.0, "workers": 1}
     generate_corpus(from_dict(DemoConfig, cfg, "demo"), out)
     return out
