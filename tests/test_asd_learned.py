@@ -186,7 +186,7 @@ def test_random_published_checkpoint_loads_and_scores_a_demo_clip(tmp_path: Path
         assert np.std(np.concatenate([t.speaking for t in res.tracks])) > 0  # a real forward, not a constant
 
 
-@pytest.mark.parametrize("name", ["light_asd", "talknet"])
+@pytest.mark.parametrize("name", ["light_asd", pytest.param("talknet", marks=pytest.mark.slow)])  # talknet: ~20 s on 1 core
 def test_batched_scores_equal_one_track_at_a_time(name: str) -> None:
     scorer = create_scorer(name, random_init=True, vad="energy", windows_s=[1, 2])
     scorer.net.load_state_dict(_random_net(type(scorer.net), seed=2).state_dict())
