@@ -1,4 +1,4 @@
-"""`dvc repro` end to end on a small demo corpus, in a copy of the project under tmp_path.
+"""`dvc repro` end to end on a small demo corpus (16 clips), in a copy of the project under tmp_path.
 
 This is what `make demo` runs (with the full demo size); here the demo section is shrunk so the
 whole pipeline that exists today runs in a few minutes. The copy is a git repository, so that
@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -78,7 +79,7 @@ def repro_dir(tmp_path_factory, repo_root):
     _copy_project(repo_root, d)
     params = yaml.safe_load((d / "params.yaml").read_text())
     params["demo"].update(
-        dialogues_per_split={"train": 1, "dev": 1, "test": 1}, utterances_min=4, utterances_max=4,
+        dialogues_per_split={"train": 2, "dev": 1, "test": 1}, utterances_min=4, utterances_max=4,
         duration_min_s=2.0, duration_max_s=2.5,
     )
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -102,13 +103,13 @@ def test_repro_produces_every_stage_output(repro_dir):
             path = next(iter(out)) if isinstance(out, dict) else out
             assert (repro_dir / path).exists(), f"stage {name} did not produce {path}"
     table = pd.read_parquet(repro_dir / "data/prepared/utterances.parquet")
-    assert set(table["split"]) == {"train", "dev", "test"} and len(table) == 12
+    assert set(table["split"]) == {"train", "dev", "test"} and len(table) == 16
     assert table["clip_exists"].all()
     summary = json.loads((repro_dir / "data/prepared/summary.json").read_text())
-    assert summary["train"]["utterances"] == 4
+    assert summary["train"]["utterances"] == 8
     faces = json.loads((repro_dir / "data/faces_summary.json").read_text())
-    assert sum(v["clips"] for v in faces.values()) == 12
-    assert sum(v.get("ok", 0) for v in faces.values()) >= 8
+    assert sum(v["clips"] for v in faces.values()) == 16
+    assert sum(v.get("ok", 0) for v in faces.values()) >= 11
 
 
 def test_previews_and_the_report(repro_dir):
@@ -127,6 +128,73 @@ def test_previews_and_the_report(repro_dir):
     for where in ("data/faces/train/previews/", "data/faces/train/sheets/", "data/eval/metrics.json",
                   "data/eval/confusion.png", "dvc plots show"):
         assert where in r.stdout, (where, r.stdout)
+
+
+class _Pooled:
+    """A FeatureReader over the three splits' folders of one feature set."""
+
+    def __init__(self, folder: Path) -> None:
+        from stage2_mer.features import FeatureReader
+
+        self.readers = [FeatureReader(folder / s) for s in ("train", "dev", "test")]
+
+    def utt_ids(self) -> list[str]:
+        return sorted(u for r in self.readers for u in r.utt_ids())
+
+    def read(self, utt: str):
+        return next(r for r in self.readers if utt in set(r.utt_ids())).read(utt)
+
+
+def test_model_overfits_the_16_demo_utterances(repro_dir):
+    """The demo's own inputs (its transcript lines through the demo's text encoder, the audio and
+    face features the pipeline wrote) and the params' model, all 16 utterances as one train set:
+    the trainer must fit them (train accuracy >= 0.95). Dropout off, no FER branch, the pretrained
+    text encoder frozen (the new layers do the fitting; keeps the test fast)."""
+    import dataclasses
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from stage1_face_extraction.meld import read_utterance_table
+    from stage1_face_extraction.params import load_section
+    from stage2_mer.data import DialogueTokenizer, MELDDialogues
+    from stage2_mer.model import ModelConfig, create_model
+    from stage2_mer.stages.train import resolve_encoder
+    from stage2_mer.train import TrainConfig, Trainer
+
+    params = repro_dir / "params.yaml"
+    mcfg = load_section(params, "model", ModelConfig)
+    tcfg = load_section(params, "train", TrainConfig)
+    table = read_utterance_table(repro_dir / "data/prepared/utterances.parquet")
+    # every split's dialogues as train dialogues (ids kept apart)
+    offset = {"train": 0, "dev": 1000, "test": 2000}
+    table = table.assign(dialogue_id=[offset[s] + int(d) for s, d in zip(table["split"], table["dialogue_id"])],
+                         split="train")
+    assert len(table) == 16 and table["label"].nunique() >= 3
+    feats = yaml.safe_load(params.read_text())["features"]
+    audio = _Pooled(repro_dir / "data/features/audio" / feats["audio"]["name"])
+    visual = _Pooled(repro_dir / "data/features/visual" / feats["visual"]["name"])
+    mcfg.text_encoder = resolve_encoder(mcfg.text_encoder)
+    tok = DialogueTokenizer(AutoTokenizer.from_pretrained(mcfg.text_encoder, local_files_only=True),
+                            max_tokens=tcfg.max_tokens)
+    mcfg = dataclasses.replace(mcfg, fer_dim=0, dropout=0.0, attn_dropout=0.0, cross_dropout=0.0,
+                               audio_dim=audio.readers[0].dim, visual_dim=visual.readers[0].dim)
+    data = MELDDialogues(table, "train", tokenizer=tok, audio=audio, visual=visual, max_audio=256, max_visual=64)
+    tcfg = dataclasses.replace(tcfg, epochs=12, patience=12, batch_dialogues=2, lr=3e-3, warmup=0.05,
+                               aux_ratio=0.0, seeds=[], cpu=True)
+    torch.manual_seed(tcfg.seed)
+    model = create_model(mcfg)
+    model.text_encoder.requires_grad_(False)  # the pretrained encoder as is: the new layers must fit (fast)
+    trainer = Trainer(model, tcfg, model_config=mcfg.to_dict(), pad_id=tok.pad)
+    before = trainer.predict(data)
+    trainer.fit(data, data, repro_dir / "overfit_model")
+    after = trainer.predict(data)
+    assert sorted(after["utt_ids"]) == sorted(table["utt_id"])
+
+    def accuracy(out) -> float:
+        return float(np.mean(np.asarray(out["predictions"]) == np.asarray(out["labels"])))
+
+    assert accuracy(after) >= 0.95, (accuracy(after), accuracy(before))
 
 
 def test_second_repro_is_a_no_op_and_status_clean(repro_dir):
@@ -150,7 +218,7 @@ def test_features_outputs(repro_dir):
     for modality, name, dim in (("visual", "inception_resnet_v1", 512), ("audio", "wav2vec2", 768)):
         summary = json.loads((repro_dir / f"data/features/{modality}_summary.json").read_text())
         assert summary["extractor"] == name and summary["dim"] == dim
-        assert sum(s["utterances"] for s in summary["splits"].values()) == 12
+        assert sum(s["utterances"] for s in summary["splits"].values()) == 16
         assert summary["mean3std_len"] >= 1
         meta = json.loads((repro_dir / f"data/features/{modality}/{name}/train/meta.json").read_text())
         assert meta["dim"] == dim and meta["dtype"] == "float16"
