@@ -415,19 +415,23 @@ def _long_clip(path: Path, minutes: float, fps: float = 10.0) -> Path:
 def test_ten_minute_clip_memory_is_bounded(tmp_path: Path, repo_root: Path) -> None:
     """A mis-cut MELD test clip runs for minutes: 10 minutes (6,000 frames at 10 fps, 320x240, with a
     face and audio throughout) must not cost much more peak memory than 1 minute: frames are
-    streamed (holding them would take 1.4 GB) and only per-frame boxes and scores grow."""
+    streamed (holding them would take 1.4 GB); what grows is small per frame."""
     params = _params(repo_root, tmp_path / "params.yaml", tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(repo_root)}
     peaks = {}
     for minutes in (1, 10):
         clip = _long_clip(tmp_path / f"long{minutes}.mp4", minutes)
         r = subprocess.run([sys.executable, "-c", _PEAK, str(params), str(clip)], capture_output=True, text=True,
-                           env=env, timeout=1500, cwd=tmp_path)
+                           env=env, timeout=1500, cwd=tmp_path, check=False)
         assert r.returncode == 0, r.stderr[-3000:]
         peaks[minutes] = json.loads(r.stdout.strip().splitlines()[-1])
         clip.unlink()
     print(f"peak RSS: 1 min {peaks[1]}, 10 min {peaks[10]}")
     long = peaks[10]
     assert long["n_frames"] == 6000 and long["status"] in ("ok", "no_speaker") and long["crops"] <= 160
-    growth = long["peak_mib"] - peaks[1]["peak_mib"]
-    assert growth < 300, f"peak RSS grew {growth:.0f} MiB from a 1- to a 10-minute clip"
+    # what processing the clip added to each process (its models loaded: base); the base itself
+    # varies by ~200 MiB between processes. Measured (two runs): +198 / +203 MiB for 1 minute, +448 /
+    # +316 MiB for 10: per-frame boxes, scores and mouth patches and the clip's audio grow with
+    # length, 13-28 MiB a minute, not the frames (1.4 GB here; 4 GB a minute of 1280x720 at 25 fps).
+    extra = {m: p["peak_mib"] - p["base_mib"] for m, p in peaks.items()}
+    assert extra[10] - extra[1] < 400, f"a 10-minute clip cost {extra[10]:.0f} MiB, 1 minute {extra[1]:.0f} MiB"
