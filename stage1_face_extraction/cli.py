@@ -32,7 +32,7 @@ from tqdm import tqdm
 from stage1_face_extraction.params import ConfigError, from_dict, load_params
 from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
 from stage1_face_extraction.stages._common import setup_logging
-from stage1_face_extraction.store import FaceShardWriter, atomic_write_bytes, contact_sheet, write_manifest
+from stage1_face_extraction.store import NO_FRAMES, FaceShardWriter, atomic_write_bytes, contact_sheet, write_manifest
 
 log = logging.getLogger("facialmmt.faces")
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             sheet = contact_sheet(res.crops, cols=10, labels=[f["frame"] for f in res.record["frames"]])
             ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
             atomic_write_bytes(args.out / f"{key}.faces.png", png.tobytes())
-            if args.preview and res.record["status"] not in ("missing", "decode_error"):
+            if args.preview and res.record["status"] not in NO_FRAMES:
                 from stage1_face_extraction.preview import write_preview
 
                 write_preview(video, res, args.out / f"{key}.preview.mp4")

@@ -55,6 +55,7 @@ _SHARD_RE = re.compile(r"^shard-(\d{5,})\.tar$")
 _UTT_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 STATUSES = ("ok", "no_face", "no_speaker", "no_audio", "decode_error", "missing")
+NO_FRAMES = ("missing", "decode_error")  # the statuses of clips with no decoded frames (nothing to preview)
 TOP_KEYS = ("clip", "utt_id", "status", "fps", "n_frames", "frames", "tracks")
 FRAME_KEYS = ("frame", "t", "box", "det_score", "speaking", "track")
 

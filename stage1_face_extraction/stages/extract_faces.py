@@ -56,6 +56,7 @@ from stage1_face_extraction.runstate import (
 from stage1_face_extraction.stages._common import setup_logging
 from stage1_face_extraction.store import (
     DISK_FULL,
+    NO_FRAMES,
     FaceShardReader,
     FaceShardWriter,
     atomic_write_bytes,
@@ -113,9 +114,6 @@ def write_identity_sheets(out: Path, groups: list, limit: int) -> list[Path]:
     return written
 
 
-NO_VIDEO = ("missing", "decode_error")  # statuses without frames to preview
-
-
 def _preview(clip: str, res, path: Path) -> None:
     """Draw a clip's preview; a clip that cannot be drawn costs its preview only (logged), never
     the run. A full disk is not swallowed (the run must stop there and resume later)."""
@@ -151,7 +149,7 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
     preview_dir = out / "previews"
     preview_utts = set(plan[: max(0, cfg.previews)])
     # a stored clip (resume) whose preview was not drawn yet is finished again, for its preview only
-    redraw = {u for u in preview_utts if u in records and records[u]["status"] not in NO_VIDEO
+    redraw = {u for u in preview_utts if u in records and records[u]["status"] not in NO_FRAMES
               and not (preview_dir / f"{u}.mp4").exists()}
     jobs = []
     for r in rows.itertuples():
@@ -191,7 +189,7 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
             tqdm(total=len(plan), initial=len(records), desc=f"faces {split}", unit="clip") as bar:
         for job, res in runner.map(jobs, on_group=on_group):
             rec = res.record
-            if job.utt_id in preview_utts and rec["status"] not in NO_VIDEO:
+            if job.utt_id in preview_utts and rec["status"] not in NO_FRAMES:
                 _preview(job.path, res, preview_dir / f"{job.utt_id}.mp4")  # before the journal: kept on resume
             if not job.write:  # stored before a resume: its preview only
                 continue

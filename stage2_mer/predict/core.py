@@ -386,7 +386,9 @@ class Predictor:
         log.info("stage 1: finding the speaker's face in %s", video)
         res = self.find_speaker(video, speaker)
         rec = res.record
-        if rec["status"] in ("missing", "decode_error"):
+        from stage1_face_extraction.store import NO_FRAMES
+
+        if rec["status"] in NO_FRAMES:
             raise PredictError(f"{video}: {rec['status']} ({rec.get('reason', '')})")
         crops = jpeg_roundtrip(res.crops, self.stage1_cfg.jpeg_quality)
         log.info("stage 1: status %s, %d face crops", rec["status"], len(crops))
