@@ -20,9 +20,9 @@ the backend or on completion order, which keeps the shards and the manifest byte
 
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing as mp
-import pickle
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -173,8 +173,8 @@ class _LocalPool(_Backend):
 class _PipelineActor:
     """A Ray actor (``ray.remote`` applied in :class:`_RayActors`): one FacePipeline, reused.
 
-    Arguments and results travel as pickles, as with the process pool: Ray's own serialisation
-    would hand back read-only zero-copy numpy arrays."""
+    Ray serialises the arguments and results; numpy arrays arrive as read-only zero-copy views of
+    the object store, so each side takes a private deep copy (:func:`_writable`) before use."""
 
     def __init__(self, cfg: Stage1Config) -> None:
         import torch
@@ -182,11 +182,11 @@ class _PipelineActor:
         torch.set_num_threads(max(1, cfg.torch_threads))
         self._pipe = FacePipeline(cfg)
 
-    def analyse(self, job: bytes) -> bytes:
-        return pickle.dumps(_safe_analyse(self._pipe, pickle.loads(job)))
+    def analyse(self, job: ClipJob):
+        return _safe_analyse(self._pipe, _writable(job))
 
-    def finish(self, args: bytes) -> bytes:
-        return pickle.dumps(_safe_finish(self._pipe, *pickle.loads(args)))
+    def finish(self, job: ClipJob, analysis: ClipAnalysis, identities):
+        return _safe_finish(self._pipe, *_writable((job, analysis, identities)))
 
 
 def _import_ray():
@@ -200,13 +200,19 @@ def _import_ray():
     return ray
 
 
-def _unpickled(fut: Future) -> Future:
-    """A future of ``pickle.loads`` of ``fut``'s result (exceptions passed on)."""
+def _writable(obj):
+    """``obj`` with every numpy array in it copied: Ray hands arrays over as read-only views of its
+    object store, and the pipeline writes into some of them (a deep copy of a view is writable)."""
+    return copy.deepcopy(obj)
+
+
+def _copied(fut: Future) -> Future:
+    """A future of :func:`_writable` of ``fut``'s result (exceptions passed on)."""
     out: Future = Future()
 
     def done(f: Future) -> None:
         try:
-            out.set_result(pickle.loads(f.result()))
+            out.set_result(_writable(f.result()))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller of out.result()
             out.set_exception(exc)
 
@@ -254,19 +260,19 @@ class _RayActors(_Backend):
         log.info("stage1.executor ray: %d actors (%d CPU%s each) on %s", n, cpus, "s" if cpus > 1 else "",
                  rc.address or "the default Ray cluster")
 
-    def _submit(self, method: str, payload: bytes) -> Future:
+    def _submit(self, method: str, *args) -> Future:
         for calls in self._calls:
             calls[:] = [f for f in calls if not f.done()]
         k = min(range(len(self._actors)), key=lambda i: len(self._calls[i]))
-        fut = getattr(self._actors[k], method).remote(payload).future()
+        fut = getattr(self._actors[k], method).remote(*args).future()
         self._calls[k].append(fut)
-        return _unpickled(fut)
+        return _copied(fut)
 
     def analyse(self, job: ClipJob) -> Future:
-        return self._submit("analyse", pickle.dumps(job))
+        return self._submit("analyse", job)
 
     def finish(self, job: ClipJob, analysis: ClipAnalysis, identities) -> Future:
-        return self._submit("finish", pickle.dumps((job, analysis, identities)))
+        return self._submit("finish", job, analysis, identities)
 
     def close(self) -> None:
         for a in getattr(self, "_actors", []):

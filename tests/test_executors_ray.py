@@ -1,12 +1,14 @@
 """``stage1.executor`` / ``stage1.ray`` (fast, no Ray cluster): strict config, ``ray`` imported only
 for ``executor: ray`` (with a clear error when missing), and the Ray backend's plumbing against a
-fake in-process ``ray`` module (init/attach, actor count, pickled payloads, submission order,
+fake in-process ``ray`` module (init/attach, actor count, read-only arrays as Ray hands them over,
+submission order,
 shutdown). The real local-Ray run (byte-identical shards and manifest) is the ``slow``
 ``test_ray_executor_gives_identical_bytes`` in test_extract_faces.py.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 import types
@@ -76,7 +78,7 @@ def test_extract_faces_rejects_an_unknown_executor(tmp_path: Path, repo_root: Pa
 
 class StubPipeline:
     """Stands in for FacePipeline: analyse/finish echo the job, with a numpy array to check that
-    results arrive writable (pickled, as from the process pool)."""
+    arrays arrive writable although Ray hands them over read-only (see :func:`_as_ray_delivers`)."""
 
     built = 0
 
@@ -97,6 +99,32 @@ class StubPipeline:
         analysis.times += 1  # the real finish may write into the analysis' arrays
         return ClipResult({"utt_id": analysis.record["utt_id"], "status": "ok", "t": analysis.times.tolist()},
                           np.zeros((1, 2, 2, 3), np.uint8))
+
+
+def _as_ray_delivers(obj):
+    """A copy of ``obj`` whose numpy arrays are read-only, as Ray's zero-copy deserialisation
+    returns them from its object store."""
+    obj = copy.deepcopy(obj)
+    seen: set[int] = set()
+
+    def freeze(x) -> None:
+        if id(x) in seen:
+            return
+        seen.add(id(x))
+        if isinstance(x, np.ndarray):
+            x.flags.writeable = False
+        elif isinstance(x, dict):
+            for v in x.values():
+                freeze(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                freeze(v)
+        elif hasattr(x, "__dict__"):
+            for v in vars(x).values():
+                freeze(v)
+
+    freeze(obj)
+    return obj
 
 
 class FakeRay(types.ModuleType):
@@ -140,10 +168,10 @@ class FakeRay(types.ModuleType):
 
                     class Call:
                         @staticmethod
-                        def remote(payload):
-                            assert isinstance(payload, bytes)
+                        def remote(*args):
                             fake.calls.append((id(self.instance), name))
-                            fut = self.thread.submit(method, payload)  # one call at a time, in order
+                            # one call at a time, in order; arguments and results read-only as from Ray
+                            fut = self.thread.submit(lambda: _as_ray_delivers(method(*_as_ray_delivers(args))))
                             return types.SimpleNamespace(future=lambda: fut)
 
                     return Call

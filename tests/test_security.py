@@ -33,9 +33,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("stage2_mer/features/importer.py", "pickle"):
         "the explicit FacialMMT importer: only with --trust-pickle, through an allow-list unpickler "
         "(numpy arrays and builtin containers)",
-    ("stage1_face_extraction/executors.py", "pickle"):
-        "Ray executor: in-memory payloads between this program's own driver and actors (what the "
-        "process pool does implicitly), never a file",
     ("stage1_face_extraction/asd/av_sync.py", "torch.jit.load"):
         "silero-vad's TorchScript model from the installed silero-vad wheel, never a user file",
 }
