@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,16 +72,15 @@ def build_corpus(n: int, unique: int, root: Path, seed: int) -> Path:
     return meld
 
 
-def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
-    """(RSS summed over the process and its descendants, number of processes)."""
-    total, n = 0, 0
+def _tree_rss(proc: psutil.Process) -> dict[int, int]:
+    """``{pid: RSS bytes}`` of the process and its descendants."""
+    out = {}
     for p in [proc, *proc.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
-            n += 1
+            out[p.pid] = p.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return total, n
+    return out
 
 
 def _lines(path: Path) -> int:
@@ -106,25 +106,29 @@ def run_stage(meld: Path, work: Path, workers: int, n: int, interval: float) -> 
     cmd = [sys.executable, "-m", "stage1_face_extraction.stages.extract_faces", "--params", str(ppath),
            "--utterances", str(table), "--meld-root", str(meld), "--out", str(out), "--summary",
            str(work / "faces_summary.json")]
+    shutil.rmtree(out, ignore_errors=True)  # a kept folder would be resumed, not measured
     journal = out / "train" / ".journal.jsonl"
     samples = []  # (seconds, clips done, tree RSS bytes, processes)
+    per_pid = []  # {pid: RSS bytes} of each sample
     with open(work / "extract_faces.log", "wb") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
         ps = psutil.Process(proc.pid)
         while proc.poll() is None:
-            rss, nproc = _tree_rss(ps)
+            rss = _tree_rss(ps)
             done = _lines(journal) if journal.exists() else (n if (out / "train" / "manifest.jsonl").exists() else 0)
-            samples.append((time.perf_counter() - t0, done, rss, nproc))
+            samples.append((time.perf_counter() - t0, done, sum(rss.values()), len(rss)))
+            per_pid.append(rss)
             time.sleep(interval)
         wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"extract_faces failed ({proc.returncode}); see {work / 'extract_faces.log'}")
     summary = json.loads((work / "faces_summary.json").read_text())
-    return {"samples": samples, "wall_s": wall, "summary": summary}
+    return {"samples": samples, "per_pid": per_pid, "wall_s": wall, "summary": summary, "main_pid": proc.pid}
 
 
-def analyse(samples: list, n: int, wall: float) -> dict:
+def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | None = None,
+            main_pid: int | None = None) -> dict:
     t = np.array([s[0] for s in samples])
     done = np.array([s[1] for s in samples])
     rss = np.array([s[2] for s in samples]) / 2**20
@@ -136,6 +140,14 @@ def analyse(samples: list, n: int, wall: float) -> dict:
         return float(t[i]), float(rss[i])
 
     (t10, r10), (_, r50), (t100, r100) = at(0.10), at(0.50), at(1.0)
+    by_process = {}  # where a growth is: each process' RSS at 10% / 50% / 100% of the clips
+    if per_pid:
+        i10, i50, i100 = (int(np.searchsorted(t, x)) for x in (t10, at(0.5)[0], t100))
+        for pid in sorted({p for d in per_pid for p in d}, key=lambda p: (p != main_pid, p)):
+            vals = [per_pid[min(i, len(per_pid) - 1)].get(pid) for i in (i10, i50, i100)]
+            if None not in vals:
+                role = "main" if pid == main_pid else f"child {pid}"
+                by_process[role] = [round(v / 2**20, 1) for v in vals]
     steady = done >= 0.10 * n
     slope = float(np.polyfit(done[steady], rss[steady], 1)[0] * 100) if steady.sum() > 2 and np.ptp(done[steady]) else 0.0
     return {
@@ -144,7 +156,7 @@ def analyse(samples: list, n: int, wall: float) -> dict:
         "peak_rss_mib": round(float(rss.max()), 1), "rss_mib_at_10pct": round(r10, 1),
         "rss_mib_at_50pct": round(r50, 1), "rss_mib_at_100pct": round(r100, 1),
         "rss_slope_mib_per_100_clips": round(slope, 2), "processes": int(max(s[3] for s in samples)),
-        "samples": len(samples),
+        "samples": len(samples), "rss_mib_by_process_10_50_100pct": by_process,
     }
 
 
@@ -163,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     unique = args.unique or args.clips
     meld = build_corpus(args.clips, min(unique, args.clips), work, args.seed)
     res = run_stage(meld, work, args.workers, args.clips, args.interval)
-    report = analyse(res["samples"], args.clips, res["wall_s"])
+    report = analyse(res["samples"], args.clips, res["wall_s"], res["per_pid"], res["main_pid"])
     report.update(workers=args.workers, unique_clips=min(unique, args.clips), statuses=res["summary"]["train"],
                   cpu_count=os.cpu_count())
     print(f"stage 1 load: {args.clips} clips ({report['unique_clips']} rendered), {args.workers} workers, "
@@ -173,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  peak RSS (process tree) {report['peak_rss_mib']} MiB; at 10% {report['rss_mib_at_10pct']}, "
           f"50% {report['rss_mib_at_50pct']}, 100% {report['rss_mib_at_100pct']} MiB; "
           f"slope {report['rss_slope_mib_per_100_clips']} MiB per 100 clips")
+    for role, (a, b, c) in report["rss_mib_by_process_10_50_100pct"].items():
+        print(f"    {role}: {a} -> {b} -> {c} MiB (10% -> 50% -> 100%)")
     print(f"  statuses {report['statuses']}; work folder {work}")
     if args.json:
         args.json.write_text(json.dumps({**report, "samples": res["samples"]}, indent=1) + "\n")

@@ -1,8 +1,8 @@
 """``stage1.executor`` / ``stage1.ray`` (fast, no Ray cluster): strict config, ``ray`` imported only
 for ``executor: ray`` (with a clear error when missing), and the Ray backend's plumbing against a
 fake in-process ``ray`` module (init/attach, actor count, read-only arrays as Ray hands them over,
-submission order,
-shutdown). The real local-Ray run (byte-identical shards and manifest) is the ``slow``
+submission order, shutdown), and the heap trim after each step that keeps a long run's memory flat.
+The real local-Ray run (byte-identical shards and manifest) is the ``slow``
 ``test_ray_executor_gives_identical_bytes`` in test_extract_faces.py.
 """
 
@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 
@@ -250,3 +251,32 @@ def test_ray_backend_needs_room_for_one_actor(stub, monkeypatch: pytest.MonkeyPa
     with pytest.raises(RuntimeError, match="no room for one actor of 2 CPU"):
         ClipRunner(_cfg(executor="ray", torch_threads=2)).__enter__()
     assert fake.shutdowns == 1, "a Ray instance started by the runner is shut down on failure"
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory: the heap is trimmed after each step, so a long run keeps a flat RSS (issue 8, load).
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's (Linux)")
+def test_release_heap_returns_freed_memory_to_the_os() -> None:
+    proc = psutil.Process()
+    r0 = proc.memory_info().rss
+    blocks = [np.ones(4000, np.uint8) for _ in range(50_000)]  # ~200 MB of small heap blocks
+    keep = blocks[::200]  # survivors spread over the heap: glibc alone cannot shrink it
+    del blocks
+    held = proc.memory_info().rss - r0
+    assert executors.release_heap() is True
+    after = proc.memory_info().rss - r0
+    assert held > 100 * 2**20, f"the freed blocks were not kept by the allocator ({held >> 20} MiB): test void"
+    assert after < held / 4, f"{held >> 20} MiB of freed heap, {after >> 20} MiB still held after the trim"
+    assert len(keep) == 250
+
+
+def test_heap_released_every_trim_every_steps(stub, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(executors, "release_heap", lambda: calls.append(1) or True)
+    monkeypatch.setattr(executors, "TRIM_EVERY", 4)
+    monkeypatch.setattr(executors, "_steps", 0)
+    with ClipRunner(_cfg(), workers=1) as runner:
+        n = sum(1 for _ in runner.map(_jobs()))
+    assert n == 6 and len(calls) == 2 * 6 // 4, "analyse and finish are steps: 12 steps, a trim every 4"
