@@ -10,7 +10,8 @@ Then runs ``prepare`` and ``extract_faces`` (``--workers`` processes, everything
 params.yaml ``stage1``) as subprocesses and samples, every ``--interval`` seconds, the RSS summed
 over the stage's whole process tree (main process + pool workers) and the number of clips finished
 (lines of the stage's journal). Prints the peak RSS, the RSS when 10%, 50% and 100% of the clips
-were done (a flat profile: the same RSS at 10% and at 100%), the RSS slope over the run (MiB per
+were done and its median over each 10% of the clips (a flat profile: the same values throughout),
+each process' RSS at 10/50/100% (where a growth is), the RSS slope over the run (MiB per
 100 clips, fitted from 10% on) and the throughput (clips/s overall, and from 10% to 100% without
 the start-up).
 """
@@ -140,6 +141,10 @@ def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | 
         return float(t[i]), float(rss[i])
 
     (t10, r10), (_, r50), (t100, r100) = at(0.10), at(0.50), at(1.0)
+    deciles = []  # median RSS over each 10 % of the clips: a flat profile has equal values
+    for k in range(10):
+        sel = (done >= k * n / 10) & (done < (k + 1) * n / 10)
+        deciles.append(round(float(np.median(rss[sel])), 1) if sel.any() else None)
     by_process = {}  # where a growth is: each process' RSS at 10% / 50% / 100% of the clips
     if per_pid:
         i10, i50, i100 = (int(np.searchsorted(t, x)) for x in (t10, at(0.5)[0], t100))
@@ -156,7 +161,8 @@ def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | 
         "peak_rss_mib": round(float(rss.max()), 1), "rss_mib_at_10pct": round(r10, 1),
         "rss_mib_at_50pct": round(r50, 1), "rss_mib_at_100pct": round(r100, 1),
         "rss_slope_mib_per_100_clips": round(slope, 2), "processes": int(max(s[3] for s in samples)),
-        "samples": len(samples), "rss_mib_by_process_10_50_100pct": by_process,
+        "samples": len(samples), "rss_mib_median_by_decile": deciles,
+        "rss_mib_by_process_10_50_100pct": by_process,
     }
 
 
@@ -185,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  peak RSS (process tree) {report['peak_rss_mib']} MiB; at 10% {report['rss_mib_at_10pct']}, "
           f"50% {report['rss_mib_at_50pct']}, 100% {report['rss_mib_at_100pct']} MiB; "
           f"slope {report['rss_slope_mib_per_100_clips']} MiB per 100 clips")
+    print(f"  median RSS over each 10% of the clips: {report['rss_mib_median_by_decile']} MiB")
     for role, (a, b, c) in report["rss_mib_by_process_10_50_100pct"].items():
         print(f"    {role}: {a} -> {b} -> {c} MiB (10% -> 50% -> 100%)")
     print(f"  statuses {report['statuses']}; work folder {work}")
