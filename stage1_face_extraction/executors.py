@@ -106,9 +106,10 @@ def _after_step() -> None:
     Each clip allocates and frees buffers of changing sizes (decoded frames, the detector's image
     pyramid and box batches, crops). glibc keeps freed pages in its arenas, and fragmentation made a
     worker's RSS grow from ~1.0 to ~1.5-2.2 GB over a few hundred clips although nothing leaked.
-    Trimmed every 10 clips it stays at ~0.95 GB (8 trims: 0.6 s in 80 clips, no measurable cost);
-    trimming after every step costs ~30 % of the throughput (the pages are faulted in again for the
-    next clip). Measured with benchmarks/stage1_load.py, which reports each process' memory."""
+    Trimmed every 10 clips, it is back at ~0.95 GB after each trim for any clip count (8 trims: 0.6 s
+    in 80 clips, no measurable cost), though the peak within a clip still creeps up slowly; trimming
+    after every step costs ~30 % of the throughput (the pages are faulted in again for the next
+    clip). Measured with benchmarks/stage1_load.py, which reports each process' memory."""
     global _steps
     _steps += 1
     if _steps % TRIM_EVERY == 0:
