@@ -134,22 +134,22 @@ def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | 
     done = np.array([s[1] for s in samples])
     rss = np.array([s[2] for s in samples]) / 2**20
 
-    def at(frac: float) -> tuple[float, float]:
-        """(seconds, RSS MiB) at the first sample with >= frac of the clips done (last sample if none)."""
+    def at(frac: float) -> int:
+        """Index of the first sample with >= frac of the clips done (the last sample if none)."""
         idx = np.nonzero(done >= frac * n)[0]
-        i = int(idx[0]) if len(idx) else len(samples) - 1
-        return float(t[i]), float(rss[i])
+        return int(idx[0]) if len(idx) else len(samples) - 1
 
-    (t10, r10), (_, r50), (t100, r100) = at(0.10), at(0.50), at(1.0)
+    i10, i50, i100 = at(0.10), at(0.50), at(1.0)
+    t10, t100 = float(t[i10]), float(t[i100])
+    r10, r50, r100 = float(rss[i10]), float(rss[i50]), float(rss[i100])
     deciles = []  # median RSS over each 10 % of the clips: a flat profile has equal values
     for k in range(10):
         sel = (done >= k * n / 10) & (done < (k + 1) * n / 10)
         deciles.append(round(float(np.median(rss[sel])), 1) if sel.any() else None)
     by_process = {}  # where a growth is: each process' RSS at 10% / 50% / 100% of the clips
     if per_pid:
-        i10, i50, i100 = (int(np.searchsorted(t, x)) for x in (t10, at(0.5)[0], t100))
         for pid in sorted({p for d in per_pid for p in d}, key=lambda p: (p != main_pid, p)):
-            vals = [per_pid[min(i, len(per_pid) - 1)].get(pid) for i in (i10, i50, i100)]
+            vals = [per_pid[i].get(pid) for i in (i10, i50, i100)]
             if None not in vals:
                 role = "main" if pid == main_pid else f"child {pid}"
                 by_process[role] = [round(v / 2**20, 1) for v in vals]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import functools
 import logging
 import multiprocessing as mp
 import sys
@@ -77,26 +78,29 @@ def _failed(job: ClipJob, exc: Exception) -> dict:
     }
 
 
-_MALLOC_TRIM: Callable[[int], int] | None | bool = False  # False: not looked up yet; None: not available
 #: clip steps (analyse or finish) of this process between two heap trims (:func:`_after_step`)
 TRIM_EVERY = 20
 _steps = 0
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None without glibc (macOS, musl, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def release_heap() -> bool:
     """Return the C heap's free memory to the OS (glibc ``malloc_trim(0)``); False where there is no
-    glibc (macOS, musl, Windows): nothing to do there."""
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is False:
-        _MALLOC_TRIM = None
-        if sys.platform.startswith("linux"):
-            try:
-                _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-            except (OSError, AttributeError):
-                pass
-    if _MALLOC_TRIM is None:
+    glibc: nothing to do there."""
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    _MALLOC_TRIM(0)
+    trim(0)
     return True
 
 

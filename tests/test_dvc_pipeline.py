@@ -137,12 +137,13 @@ class _Pooled:
         from stage2_mer.features import FeatureReader
 
         self.readers = [FeatureReader(folder / s) for s in ("train", "dev", "test")]
+        self._reader_of = {u: r for r in self.readers for u in r.utt_ids()}
 
     def utt_ids(self) -> list[str]:
-        return sorted(u for r in self.readers for u in r.utt_ids())
+        return sorted(self._reader_of)
 
     def read(self, utt: str):
-        return next(r for r in self.readers if utt in set(r.utt_ids())).read(utt)
+        return self._reader_of[utt].read(utt)
 
 
 def test_model_overfits_the_16_demo_utterances(repro_dir):
