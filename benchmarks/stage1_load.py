@@ -1,17 +1,20 @@
 """Stage-1 load test: many demo clips through the real ``extract_faces`` stage, memory sampled.
 
-    python benchmarks/stage1_load.py --clips 500 --workers 2 [--unique 100] [--work /tmp/load] [--json out.json]
+    python benchmarks/stage1_load.py --clips 500 --workers 2 [--unique 100] [--worker-max-tasks N]
+        [--work /tmp/load] [--json out.json]
 
 Builds a MELD-shaped corpus of ``--clips`` utterance clips in one split (``train``), 5 per dialogue,
 from the demo generator (params.yaml ``demo``, shortened to 1.5-2 s clips); with ``--unique K`` only
 K clips are rendered and the corpus reuses them (hard links) under new utterance ids, which saves
 the rendering time and changes nothing for the stage (each clip is still decoded and analysed).
-Then runs ``prepare`` and ``extract_faces`` (``--workers`` processes, everything else from
-params.yaml ``stage1``) as subprocesses and samples, every ``--interval`` seconds, the RSS summed
+Then runs ``prepare`` and ``extract_faces`` (``--workers`` processes, each replaced after
+``--worker-max-tasks`` clip steps, default params.yaml's; everything else from params.yaml
+``stage1``) as subprocesses and samples, every ``--interval`` seconds, the RSS summed
 over the stage's whole process tree (main process + pool workers) and the number of clips finished
 (lines of the stage's journal). Prints the peak RSS, the RSS when 10%, 50% and 100% of the clips
 were done and its median over each 10% of the clips (a flat profile: the same values throughout),
-each process' RSS at 10/50/100% (where a growth is), the RSS slope over the run (MiB per
+each process' RSS at 10/50/100% (where a growth is; the pool workers summed, as the recycled ones
+come and go) and how many worker processes were started, the RSS slope over the run (MiB per
 100 clips, fitted from 10% on) and the throughput (clips/s overall, and from 10% to 100% without
 the start-up).
 """
@@ -73,12 +76,15 @@ def build_corpus(n: int, unique: int, root: Path, seed: int) -> Path:
     return meld
 
 
-def _tree_rss(proc: psutil.Process) -> dict[int, int]:
-    """``{pid: RSS bytes}`` of the process and its descendants."""
+def _tree_rss(proc: psutil.Process, workers: set[int]) -> dict[int, int]:
+    """``{pid: RSS bytes}`` of the process and its descendants; adds the pool workers' pids (spawned
+    interpreters, not multiprocessing's resource tracker) to ``workers``."""
     out = {}
     for p in [proc, *proc.children(recursive=True)]:
         try:
             out[p.pid] = p.memory_info().rss
+            if p.pid != proc.pid and p.pid not in workers and "spawn_main" in " ".join(p.cmdline()):
+                workers.add(p.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return out
@@ -92,11 +98,13 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def run_stage(meld: Path, work: Path, workers: int, n: int, interval: float) -> dict:
+def run_stage(meld: Path, work: Path, workers: int, n: int, interval: float, max_tasks: int | None = None) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["data"].update(meld_root=str(meld), splits={"train": {"csv": "train_sent_emo.csv",
                                                                  "clips": "train_splits"}})
     params["stage1"]["workers"] = workers
+    if max_tasks is not None:
+        params["stage1"]["worker_max_tasks"] = max_tasks
     ppath = work / "params.yaml"
     ppath.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
@@ -111,12 +119,13 @@ def run_stage(meld: Path, work: Path, workers: int, n: int, interval: float) -> 
     journal = out / "train" / ".journal.jsonl"
     samples = []  # (seconds, clips done, tree RSS bytes, processes)
     per_pid = []  # {pid: RSS bytes} of each sample
+    worker_pids: set[int] = set()
     with open(work / "extract_faces.log", "wb") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
         ps = psutil.Process(proc.pid)
         while proc.poll() is None:
-            rss = _tree_rss(ps)
+            rss = _tree_rss(ps, worker_pids)
             done = _lines(journal) if journal.exists() else (n if (out / "train" / "manifest.jsonl").exists() else 0)
             samples.append((time.perf_counter() - t0, done, sum(rss.values()), len(rss)))
             per_pid.append(rss)
@@ -125,11 +134,12 @@ def run_stage(meld: Path, work: Path, workers: int, n: int, interval: float) -> 
     if proc.returncode != 0:
         raise SystemExit(f"extract_faces failed ({proc.returncode}); see {work / 'extract_faces.log'}")
     summary = json.loads((work / "faces_summary.json").read_text())
-    return {"samples": samples, "per_pid": per_pid, "wall_s": wall, "summary": summary, "main_pid": proc.pid}
+    return {"samples": samples, "per_pid": per_pid, "wall_s": wall, "summary": summary, "main_pid": proc.pid,
+            "worker_pids": worker_pids, "worker_max_tasks": params["stage1"].get("worker_max_tasks")}
 
 
 def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | None = None,
-            main_pid: int | None = None) -> dict:
+            main_pid: int | None = None, worker_pids: set[int] | None = None) -> dict:
     t = np.array([s[0] for s in samples])
     done = np.array([s[1] for s in samples])
     rss = np.array([s[2] for s in samples]) / 2**20
@@ -153,6 +163,9 @@ def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | 
             if None not in vals:
                 role = "main" if pid == main_pid else f"child {pid}"
                 by_process[role] = [round(v / 2**20, 1) for v in vals]
+        if worker_pids:
+            by_process["pool workers (sum)"] = [
+                round(sum(v for p, v in per_pid[i].items() if p in worker_pids) / 2**20, 1) for i in (i10, i50, i100)]
     steady = done >= 0.10 * n
     slope = float(np.polyfit(done[steady], rss[steady], 1)[0] * 100) if steady.sum() > 2 and np.ptp(done[steady]) else 0.0
     return {
@@ -162,7 +175,7 @@ def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | 
         "rss_mib_at_50pct": round(r50, 1), "rss_mib_at_100pct": round(r100, 1),
         "rss_slope_mib_per_100_clips": round(slope, 2), "processes": int(max(s[3] for s in samples)),
         "samples": len(samples), "rss_mib_median_by_decile": deciles,
-        "rss_mib_by_process_10_50_100pct": by_process,
+        "rss_mib_by_process_10_50_100pct": by_process, "worker_processes_started": len(worker_pids or ()),
     }
 
 
@@ -171,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=500)
     ap.add_argument("--unique", type=int, default=0, help="clips to render (0 = all); the rest reuse them")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--worker-max-tasks", type=int, help="stage1.worker_max_tasks (default: params.yaml's)")
     ap.add_argument("--work", type=Path, help="work folder (default: a new temp folder, kept)")
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between memory samples")
     ap.add_argument("--seed", type=int, default=7)
@@ -180,12 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     unique = args.unique or args.clips
     meld = build_corpus(args.clips, min(unique, args.clips), work, args.seed)
-    res = run_stage(meld, work, args.workers, args.clips, args.interval)
-    report = analyse(res["samples"], args.clips, res["wall_s"], res["per_pid"], res["main_pid"])
-    report.update(workers=args.workers, unique_clips=min(unique, args.clips), statuses=res["summary"]["train"],
+    res = run_stage(meld, work, args.workers, args.clips, args.interval, args.worker_max_tasks)
+    report = analyse(res["samples"], args.clips, res["wall_s"], res["per_pid"], res["main_pid"], res["worker_pids"])
+    report.update(workers=args.workers, worker_max_tasks=res["worker_max_tasks"], unique_clips=min(unique, args.clips), statuses=res["summary"]["train"],
                   cpu_count=os.cpu_count())
-    print(f"stage 1 load: {args.clips} clips ({report['unique_clips']} rendered), {args.workers} workers, "
-          f"{report['processes']} processes")
+    print(f"stage 1 load: {args.clips} clips ({report['unique_clips']} rendered), {args.workers} workers "
+          f"(worker_max_tasks {report['worker_max_tasks']}: {report['worker_processes_started']} worker processes "
+          f"started), at most {report['processes']} processes at once")
     print(f"  wall {report['wall_s']} s, {report['clips_per_s']} clips/s "
           f"({report['clips_per_s_10_to_100']} clips/s from 10% to 100%)")
     print(f"  peak RSS (process tree) {report['peak_rss_mib']} MiB; at 10% {report['rss_mib_at_10pct']}, "

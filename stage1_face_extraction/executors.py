@@ -5,7 +5,9 @@ Each worker (a pool process or a Ray actor) builds its
 :class:`~stage1_face_extraction.pipeline.FacePipeline` once (models loaded once per worker) and
 limits torch to ``torch_threads`` threads, so the workers share the cores instead of
 oversubscribing them. ``stage1.executor`` picks the backend: ``local`` (default; ``workers``
-processes, <= 1: in this process) or ``ray`` (``stage1.ray``: actors on the cluster at
+processes, <= 1: in this process; each process is replaced by a fresh one after
+``worker_max_tasks`` clip steps, :class:`RecyclingPool`, so that memory stays flat over a long run)
+or ``ray`` (``stage1.ray``: actors on the cluster at
 ``ray.address``; ``ray`` is imported only then).
 
 Clips are processed in two steps (``FacePipeline.analyse`` then ``finish``). When the identity step
@@ -25,10 +27,13 @@ import ctypes
 import functools
 import logging
 import multiprocessing as mp
+import os
 import sys
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,7 +118,9 @@ def _after_step() -> None:
     Trimmed every 10 clips, it is back at ~0.95 GB after each trim for any clip count (8 trims: 0.6 s
     in 80 clips, no measurable cost), though the peak within a clip still creeps up slowly; trimming
     after every step costs ~30 % of the throughput (the pages are faulted in again for the next
-    clip). Measured with benchmarks/stage1_load.py, which reports each process' memory."""
+    clip). Measured with benchmarks/stage1_load.py, which reports each process' memory. What the
+    trims leave (the peak within a clip creeps up, ~+0.5 GB per worker over 150 clips) goes with the
+    process: the local pool replaces its workers every ``stage1.worker_max_tasks`` steps."""
     global _steps
     _steps += 1
     if _steps % TRIM_EVERY == 0:
@@ -201,12 +208,159 @@ class _InProcess(_Backend):
         torch.set_num_threads(self._saved_threads)
 
 
+def _ready() -> int:
+    """A new worker's first task: done once its initializer (model loading) has run."""
+    return os.getpid()
+
+
+@dataclass
+class _Slot:
+    """One worker process of a :class:`RecyclingPool` (a single-process executor)."""
+
+    pool: ProcessPoolExecutor | None = None  # None: to start
+    busy: bool = False  # running a task (or its warm-up)
+    tasks: int = 0  # tasks given to the current process
+    broken: bool = False  # the process died: restart it
+
+
+class RecyclingPool:
+    """``workers`` spawned processes that each get replaced by a fresh one after ``max_tasks`` tasks
+    (0: never), so a long run's memory cannot creep up.
+
+    A worker's RSS grows over hundreds of clips although nothing leaks (glibc keeps freed pages in
+    fragmented arenas, :func:`_after_step`); a new process starts again from the loaded models.
+    ``concurrent.futures``' own ``max_tasks_per_child`` deadlocks on Python 3.11-3.13 once a worker
+    retires with tasks queued (CPython gh-115634), hence one single-process executor per slot and
+    the queue in this process: a task goes to the first idle slot (the load is balanced as in one
+    shared pool). A slot whose process has had ``max_tasks`` tasks is shut down (its process exits
+    and its memory goes back to the OS) and a new process is started at once; it runs
+    ``initializer`` (loads the models) before it gets work, while the other slots keep working. At
+    most ``workers`` processes exist at any time. A process that dies fails its task with
+    ``BrokenProcessPool`` and is replaced; a process whose initializer fails fails every task
+    (RuntimeError naming the cause: nothing would ever run).
+
+    ``replaced``: processes retired so far (recycled or died).
+    """
+
+    def __init__(self, workers: int, max_tasks: int = 0, initializer: Callable | None = None,
+                 initargs: tuple = ()) -> None:
+        if workers < 1 or max_tasks < 0:
+            raise ValueError(f"workers must be >= 1 and max_tasks >= 0, got {workers} and {max_tasks}")
+        self.max_tasks = max_tasks
+        self.replaced = 0
+        self._ctx = mp.get_context("spawn")  # torch + fork is unsafe; spawn costs one import per worker
+        self._init = (initializer, initargs)
+        self._slots = [_Slot() for _ in range(workers)]
+        self._queue: deque[tuple[Callable, tuple, Future]] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._failed: BaseException | None = None  # a worker could not start: every task fails
+        self._thread = threading.Thread(target=self._dispatch, name="stage1-pool", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable, *args) -> Future:
+        """Run ``fn(*args)`` in a worker (``fn`` and ``args`` picklable); a future of its result."""
+        fut: Future = Future()
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the pool is shut down")
+            self._queue.append((fn, args, fut))
+            self._cond.notify()
+        return fut
+
+    def shutdown(self) -> None:
+        """Cancel the queued tasks, wait for the running ones, stop every process."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        while self._queue:
+            self._queue.popleft()[2].cancel()
+        for slot in self._slots:
+            if slot.pool is not None:
+                slot.pool.shutdown(wait=True, cancel_futures=True)
+                slot.pool = None
+
+    # -- dispatcher thread: the only one that starts, feeds and stops processes
+
+    def _dispatch(self) -> None:
+        with self._cond:
+            while not self._closing:
+                moved = False
+                if self._failed is None:
+                    try:
+                        moved = self._step()
+                    except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+                        log.exception("the stage-1 worker pool failed")
+                        self._failed = exc
+                if self._failed is not None:
+                    while self._queue:
+                        fut = self._queue.popleft()[2]
+                        if fut.set_running_or_notify_cancel():
+                            fut.set_exception(RuntimeError(f"no stage-1 worker process could start: "
+                                                           f"{self._failed!r} (its traceback is above)"))
+                if not moved:
+                    self._cond.wait()
+
+    def _step(self) -> bool:
+        """Restart the slots that need it and give queued tasks to idle slots; False: nothing to do."""
+        moved = False
+        for slot in self._slots:
+            if slot.busy:
+                continue
+            if slot.pool is None or slot.broken or (self.max_tasks and slot.tasks >= self.max_tasks):
+                self._restart(slot)
+                moved = True
+            elif self._queue:
+                fn, args, fut = self._queue.popleft()
+                moved = True
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                slot.busy, slot.tasks = True, slot.tasks + 1
+                try:
+                    done = slot.pool.submit(fn, *args)
+                except BrokenProcessPool as exc:  # the process died while idle
+                    slot.busy, slot.broken = False, True
+                    fut.set_exception(exc)
+                else:
+                    done.add_done_callback(functools.partial(self._landed, slot, fut))
+        return moved
+
+    def _restart(self, slot: _Slot) -> None:
+        if slot.pool is not None:
+            log.debug("replacing a stage-1 worker after %d tasks%s", slot.tasks, " (it died)" * slot.broken)
+            slot.pool.shutdown(wait=True)  # idle: its process exits now
+            self.replaced += 1
+        initializer, initargs = self._init
+        slot.pool = ProcessPoolExecutor(max_workers=1, mp_context=self._ctx, initializer=initializer,
+                                        initargs=initargs)
+        slot.busy, slot.tasks, slot.broken = True, 0, False
+        slot.pool.submit(_ready).add_done_callback(functools.partial(self._warmed, slot))
+
+    def _warmed(self, slot: _Slot, ready: Future) -> None:
+        with self._cond:
+            slot.busy = False
+            if not ready.cancelled() and ready.exception() is not None and self._failed is None:
+                self._failed = ready.exception()
+            self._cond.notify()
+
+    def _landed(self, slot: _Slot, fut: Future, done: Future) -> None:
+        exc = CancelledError() if done.cancelled() else done.exception()
+        if exc is None:
+            fut.set_result(done.result())
+        else:
+            fut.set_exception(exc)
+        with self._cond:
+            slot.busy, slot.broken = False, isinstance(exc, BrokenProcessPool)
+            self._cond.notify()
+
+
 class _LocalPool(_Backend):
-    """``workers`` spawned processes on this machine."""
+    """``workers`` spawned processes on this machine (:class:`RecyclingPool`), each replaced after
+    ``stage1.worker_max_tasks`` clip steps."""
 
     def __init__(self, cfg: Stage1Config, workers: int) -> None:
-        ctx = mp.get_context("spawn")  # torch + fork is unsafe; spawn costs one import per worker
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg,))
+        self._pool = RecyclingPool(workers, cfg.worker_max_tasks, _init_worker, (cfg,))
         self.slots = workers
 
     def analyse(self, job: ClipJob) -> Future:
@@ -216,7 +370,10 @@ class _LocalPool(_Backend):
         return self._pool.submit(_run_finish, job, analysis, identities)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown()
+        if self._pool.replaced:
+            log.info("%d stage-1 worker processes replaced (stage1.worker_max_tasks: %d)", self._pool.replaced,
+                     self._pool.max_tasks)
 
 
 class _PipelineActor:

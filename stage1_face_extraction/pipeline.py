@@ -108,6 +108,7 @@ class Stage1Config:
     jpeg_quality: int = 95
     utts_per_shard: int = 100
     workers: int = 2  # executor local
+    worker_max_tasks: int = 200  # executor local: clip steps after which a worker process is replaced (0: never)
     torch_threads: int = 1  # per worker (per Ray actor: its CPUs)
     executor: str = "local"
     ray: RayConfig = field(default_factory=RayConfig)
@@ -127,6 +128,9 @@ class Stage1Config:
                 raise ValueError(f"stage1.{key} must be a mapping with a 'name' key, got {value!r}")
         if self.executor not in EXECUTORS:
             raise ValueError(f"stage1.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if isinstance(self.worker_max_tasks, bool) or not isinstance(self.worker_max_tasks, int) \
+                or self.worker_max_tasks < 0:
+            raise ValueError(f"stage1.worker_max_tasks must be an integer >= 0 (0: never), got {self.worker_max_tasks!r}")
         if self.max_frames < 1 or self.face_size < 16:
             raise ValueError("stage1.max_frames must be >= 1 and face_size >= 16")
         self.select.max_frames = self.max_frames

@@ -1,7 +1,7 @@
 """The DVC stage ``extract_faces`` on the small demo corpus (``small_demo`` in conftest.py).
 
-One reference run (prepare -> extract_faces, 2 workers, ``utts_per_shard: 3``) over the whole
-corpus; then: the output layout, byte-determinism across worker counts, resuming after a
+One reference run (prepare -> extract_faces, 2 workers replaced every ``WORKER_MAX_TASKS`` clip
+steps, ``utts_per_shard: 3``) over the whole corpus; then: the output layout, byte-determinism across worker counts, resuming after a
 simulated kill and after a real SIGKILL (byte-identical outputs, finished clips not redone), a
 bad params key, and (``slow``) the same bytes from ``stage1.executor: ray`` on a local Ray instance.
 """
@@ -9,6 +9,7 @@ bad params key, and (``slow``) the same bytes from ``stage1.executor: ray`` on a
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -30,6 +31,7 @@ from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import FaceShardReader, read_manifest
 
 UTTS_PER_SHARD = 3
+WORKER_MAX_TASKS = 7  # the reference run's workers are replaced a few times (stage1.worker_max_tasks)
 SPLITS = ("train", "dev", "test")
 
 
@@ -61,6 +63,7 @@ class Stage:
 
     def __init__(self, root: Path, meld: Path, params: Path, table: Path, ref: Path, summary: Path) -> None:
         self.root, self.meld, self.params, self.table, self.ref, self.summary = root, meld, params, table, ref, summary
+        self.log: list[str] = []  # the reference run's messages of stage1_face_extraction.executors
 
     def argv(self, out: Path, *extra: str) -> list[str]:
         return [
@@ -80,13 +83,22 @@ class Stage:
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory: pytest.TempPathFactory, small_demo: Path, repo_root: Path) -> Stage:
     root = tmp_path_factory.mktemp("extract_faces")
-    params = _write_params(
-        repo_root, root / "params.yaml", small_demo, workers=2, utts_per_shard=UTTS_PER_SHARD, contact_sheets=4
-    )
+    params = _write_params(repo_root, root / "params.yaml", small_demo, workers=2, utts_per_shard=UTTS_PER_SHARD,
+                           contact_sheets=4, worker_max_tasks=WORKER_MAX_TASKS)
     table = root / "prepared" / "utterances.parquet"
     assert prepare.main(["--params", str(params), "--out", str(table)]) == 0
     st = Stage(root, small_demo, params, table, root / "faces", root / "faces_summary.json")
-    assert extract_faces.main(st.argv(st.ref, "--summary", str(st.summary))) == 0
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: st.log.append(record.getMessage())
+    logger = logging.getLogger(executors.__name__)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        assert extract_faces.main(st.argv(st.ref, "--summary", str(st.summary))) == 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     return st
 
 
@@ -157,6 +169,10 @@ def test_stage_outputs(stage: Stage, small_demo: Path) -> None:
 
 
 def test_workers_1_and_2_give_identical_bytes(stage: Stage, tmp_path: Path) -> None:
+    """The reference (2 workers, each replaced by a fresh process every WORKER_MAX_TASKS steps) and one
+    process give the same bytes."""
+    replaced = [m for m in stage.log if "worker processes replaced" in m]
+    assert replaced and int(replaced[0].split()[0]) >= 2, f"the reference run replaced no worker: {stage.log}"
     out = tmp_path / "faces"
     assert extract_faces.main(stage.argv(out, "--splits", "dev", "--workers", "1")) == 0
     assert sorted(p.name for p in out.iterdir()) == ["dev"]
