@@ -290,7 +290,7 @@ class RecyclingPool:
                 if self._failed is None:
                     try:
                         moved = self._step()
-                    except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+                    except BaseException as exc:  # logged, then handed to every waiting caller
                         log.exception("the stage-1 worker pool failed")
                         self._failed = exc
                 if self._failed is not None:
