@@ -1,7 +1,8 @@
 """Stage-1 load test: many demo clips through the real ``extract_faces`` stage, memory sampled.
 
     python benchmarks/stage1_load.py --clips 500 --workers 2 [--unique 100] [--worker-max-tasks N]
-        [--work /tmp/load] [--json out.json]
+        [--work /tmp/load] [--json out.json] [--plot rss.png [--compare earlier.json ...]]
+    python benchmarks/stage1_load.py --plot rss.png --compare a.json b.json   # redraw saved runs only
 
 Builds a MELD-shaped corpus of ``--clips`` utterance clips in one split (``train``), 5 per dialogue,
 from the demo generator (params.yaml ``demo``, shortened to 1.5-2 s clips); with ``--unique K`` only
@@ -16,7 +17,8 @@ were done and its median over each 10% of the clips (a flat profile: the same va
 each process' RSS at 10/50/100% (where a growth is; the pool workers summed, as the recycled ones
 come and go) and how many worker processes were started, the RSS slope over the run (MiB per
 100 clips, fitted from 10% on) and the throughput (clips/s overall, and from 10% to 100% without
-the start-up).
+the start-up). ``--plot`` draws the tree's RSS against the clips done (PNG), with the runs saved
+by ``--json`` given to ``--compare`` on the same axes.
 """
 
 from __future__ import annotations
@@ -179,6 +181,36 @@ def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | 
     }
 
 
+def _label(run: dict) -> str:
+    mt = run.get("worker_max_tasks")
+    pool = "workers never replaced" if not mt else f"workers replaced every {mt} steps"
+    return f"{pool}: {run['clips_per_s']} clips/s, peak {run['peak_rss_mib']:.0f} MiB"
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    """RSS of the process tree against the clips done, one line per run (a ``--json`` result)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+    for run in runs:
+        done = np.array([s[1] for s in run["samples"]])
+        rss = np.array([s[2] for s in run["samples"]]) / 2**20
+        ax.plot(done, rss, lw=0.8, label=_label(run))
+    n = max(run["clips"] for run in runs)
+    w = runs[0].get("workers", "?")
+    ax.set(xlabel="clips done", ylabel="RSS of extract_faces' processes (MiB)", xlim=(0, n),
+           title=f"stage 1 on {n} clips, {w} workers ({os.cpu_count()}-core machine)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    print(f"plot: {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=500)
@@ -189,15 +221,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between memory samples")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", type=Path, help="also write the results (and every sample) here")
+    ap.add_argument("--plot", type=Path, help="draw the RSS against the clips done into this PNG")
+    ap.add_argument("--compare", type=Path, nargs="+", default=[],
+                    help="with --plot: saved --json results drawn too; without --clips given, nothing is run")
     args = ap.parse_args(argv)
+    earlier = [json.loads(p.read_text(encoding="utf-8")) for p in args.compare]
+    if earlier and args.plot and "--clips" not in (argv if argv is not None else sys.argv[1:]):
+        plot(earlier, args.plot)
+        return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="stage1_load-"))
     work.mkdir(parents=True, exist_ok=True)
     unique = args.unique or args.clips
     meld = build_corpus(args.clips, min(unique, args.clips), work, args.seed)
     res = run_stage(meld, work, args.workers, args.clips, args.interval, args.worker_max_tasks)
     report = analyse(res["samples"], args.clips, res["wall_s"], res["per_pid"], res["main_pid"], res["worker_pids"])
-    report.update(workers=args.workers, worker_max_tasks=res["worker_max_tasks"], unique_clips=min(unique, args.clips), statuses=res["summary"]["train"],
-                  cpu_count=os.cpu_count())
+    report.update(workers=args.workers, worker_max_tasks=res["worker_max_tasks"], unique_clips=min(unique, args.clips),
+                  statuses=res["summary"]["train"], cpu_count=os.cpu_count())
     print(f"stage 1 load: {args.clips} clips ({report['unique_clips']} rendered), {args.workers} workers "
           f"(worker_max_tasks {report['worker_max_tasks']}: {report['worker_processes_started']} worker processes "
           f"started), at most {report['processes']} processes at once")
@@ -212,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  statuses {report['statuses']}; work folder {work}")
     if args.json:
         args.json.write_text(json.dumps({**report, "samples": res["samples"]}, indent=1) + "\n")
+    if args.plot:
+        plot([*earlier, {**report, "samples": res["samples"]}], args.plot)
     return 0
 
 

@@ -220,6 +220,7 @@ class _Slot:
     pool: ProcessPoolExecutor | None = None  # None: to start
     busy: bool = False  # running a task (or its warm-up)
     tasks: int = 0  # tasks given to the current process
+    limit: int = 0  # tasks after which the current process is replaced (0: never)
     broken: bool = False  # the process died: restart it
 
 
@@ -234,8 +235,10 @@ class RecyclingPool:
     the queue in this process: a task goes to the first idle slot (the load is balanced as in one
     shared pool). A slot whose process has had ``max_tasks`` tasks is shut down (its process exits
     and its memory goes back to the OS) and a new process is started at once; it runs
-    ``initializer`` (loads the models) before it gets work, while the other slots keep working. At
-    most ``workers`` processes exist at any time. A process that dies fails its task with
+    ``initializer`` (loads the models) before it gets work, while the other slots keep working. The
+    first processes are replaced after ``max_tasks * (k + 1) // workers`` tasks (slot ``k``), so the
+    slots take turns instead of all reloading (and all dipping in memory) at once. At most
+    ``workers`` processes exist at any time. A process that dies fails its task with
     ``BrokenProcessPool`` and is replaced; a process whose initializer fails fails every task
     (RuntimeError naming the cause: nothing would ever run).
 
@@ -308,7 +311,7 @@ class RecyclingPool:
         for slot in self._slots:
             if slot.busy:
                 continue
-            if slot.pool is None or slot.broken or (self.max_tasks and slot.tasks >= self.max_tasks):
+            if slot.pool is None or slot.broken or (slot.limit and slot.tasks >= slot.limit):
                 self._restart(slot)
                 moved = True
             elif self._queue:
@@ -331,6 +334,10 @@ class RecyclingPool:
             log.debug("replacing a stage-1 worker after %d tasks%s", slot.tasks, " (it died)" * slot.broken)
             slot.pool.shutdown(wait=True)  # idle: its process exits now
             self.replaced += 1
+            slot.limit = self.max_tasks
+        else:  # the first process of the slot: staggered
+            k, n = self._slots.index(slot), len(self._slots)
+            slot.limit = max(1, self.max_tasks * (k + 1) // n) if self.max_tasks else 0
         initializer, initargs = self._init
         slot.pool = ProcessPoolExecutor(max_workers=1, mp_context=self._ctx, initializer=initializer,
                                         initargs=initargs)

@@ -60,6 +60,17 @@ def test_each_worker_is_replaced_after_max_tasks(pools) -> None:
     assert os.getpid() not in counts
 
 
+def test_the_first_replacements_are_staggered(pools) -> None:
+    """Slot k's first process is replaced after max_tasks * (k + 1) // workers tasks, later ones after
+    max_tasks: the workers do not all reload their models at the same moment."""
+    pool = pools(3, max_tasks=6)
+    pool.submit(os.getpid).result()  # the dispatcher has started every slot
+    assert [s.limit for s in pool._slots] == [2, 4, 6]
+    pids = [f.result() for f in [pool.submit(os.getpid) for _ in range(20)]]
+    assert max(pids.count(p) for p in set(pids)) <= 6
+    assert pool.replaced >= 2, "21 tasks, the first processes take 2 + 4 + 6: at least 2 replacements"
+
+
 def test_max_tasks_0_keeps_the_workers(pools) -> None:
     pool = pools(2, max_tasks=0)
     pids = {f.result() for f in [pool.submit(os.getpid) for _ in range(12)]}
