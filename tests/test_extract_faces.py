@@ -1,9 +1,10 @@
 """The DVC stage ``extract_faces`` on the small demo corpus (``small_demo`` in conftest.py).
 
 One reference run (prepare -> extract_faces, 2 workers replaced every ``WORKER_MAX_TASKS`` clip
-steps, ``utts_per_shard: 3``) over the whole corpus; then: the output layout, byte-determinism across worker counts, resuming after a
-simulated kill and after a real SIGKILL (byte-identical outputs, finished clips not redone), a
-bad params key, and (``slow``) the same bytes from ``stage1.executor: ray`` on a local Ray instance.
+steps, ``utts_per_shard: 3``) over the whole corpus; then: the output layout, byte-determinism
+across worker counts, resuming after a simulated kill and after a real SIGKILL (byte-identical
+outputs, finished clips not redone), a bad params key, and (``slow``) the same bytes from
+``stage1.executor: ray`` on a local Ray instance.
 """
 
 from __future__ import annotations
