@@ -183,7 +183,8 @@ def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | 
 
 def _label(run: dict) -> str:
     mt = run.get("worker_max_tasks")
-    pool = "workers never replaced" if not mt else f"workers replaced every {mt} steps"
+    pool = ("workers never replaced" if mt == 0 else f"workers replaced every {mt} steps" if mt
+            else "worker_max_tasks not recorded")
     return f"{pool}: {run['clips_per_s']} clips/s, peak {run['peak_rss_mib']:.0f} MiB"
 
 
@@ -200,9 +201,9 @@ def plot(runs: list[dict], path: Path) -> None:
         rss = np.array([s[2] for s in run["samples"]]) / 2**20
         ax.plot(done, rss, lw=0.8, label=_label(run))
     n = max(run["clips"] for run in runs)
-    w = runs[0].get("workers", "?")
+    w, cpus = runs[0].get("workers", "?"), runs[0].get("cpu_count", "?")
     ax.set(xlabel="clips done", ylabel="RSS of extract_faces' processes (MiB)", xlim=(0, n),
-           title=f"stage 1 on {n} clips, {w} workers ({os.cpu_count()}-core machine)")
+           title=f"stage 1 on {n} clips, {w} workers ({cpus}-core machine)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
