@@ -214,7 +214,7 @@ def plot(runs: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clips", type=int, default=500)
+    ap.add_argument("--clips", type=int, help="clips to run (default 500; omitted with --plot --compare: none)")
     ap.add_argument("--unique", type=int, default=0, help="clips to render (0 = all); the rest reuse them")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--worker-max-tasks", type=int, help="stage1.worker_max_tasks (default: params.yaml's)")
@@ -224,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the results (and every sample) here")
     ap.add_argument("--plot", type=Path, help="draw the RSS against the clips done into this PNG")
     ap.add_argument("--compare", type=Path, nargs="+", default=[],
-                    help="with --plot: saved --json results drawn too; without --clips given, nothing is run")
+                    help="with --plot: saved --json results drawn too")
     args = ap.parse_args(argv)
     earlier = [json.loads(p.read_text(encoding="utf-8")) for p in args.compare]
-    if earlier and args.plot and "--clips" not in (argv if argv is not None else sys.argv[1:]):
+    if earlier and args.plot and args.clips is None:
         plot(earlier, args.plot)
         return 0
+    args.clips = 500 if args.clips is None else args.clips
     work = args.work or Path(tempfile.mkdtemp(prefix="stage1_load-"))
     work.mkdir(parents=True, exist_ok=True)
     unique = args.unique or args.clips

@@ -253,7 +253,8 @@ class RecyclingPool:
         self.replaced = 0
         self._ctx = mp.get_context("spawn")  # torch + fork is unsafe; spawn costs one import per worker
         self._init = (initializer, initargs)
-        self._slots = [_Slot() for _ in range(workers)]
+        # the first process of slot k is replaced after max_tasks * (k + 1) // workers tasks: staggered
+        self._slots = [_Slot(limit=max(1, max_tasks * (k + 1) // workers) if max_tasks else 0) for k in range(workers)]
         self._queue: deque[tuple[Callable, tuple, Future]] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -335,9 +336,6 @@ class RecyclingPool:
             slot.pool.shutdown(wait=True)  # idle: its process exits now
             self.replaced += 1
             slot.limit = self.max_tasks
-        else:  # the first process of the slot: staggered
-            k, n = self._slots.index(slot), len(self._slots)
-            slot.limit = max(1, self.max_tasks * (k + 1) // n) if self.max_tasks else 0
         initializer, initargs = self._init
         slot.pool = ProcessPoolExecutor(max_workers=1, mp_context=self._ctx, initializer=initializer,
                                         initargs=initargs)

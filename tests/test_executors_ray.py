@@ -1,7 +1,7 @@
 """``stage1.executor`` / ``stage1.ray`` (fast, no Ray cluster): strict config, ``ray`` imported only
 for ``executor: ray`` (with a clear error when missing), and the Ray backend's plumbing against a
 fake in-process ``ray`` module (init/attach, actor count, read-only arrays as Ray hands them over,
-submission order, shutdown), and the heap trim after each step that keeps a long run's memory flat.
+submission order, shutdown), and the heap trim every ``TRIM_EVERY`` steps (any backend).
 The real local-Ray run (byte-identical shards and manifest) is the ``slow``
 ``test_ray_executor_gives_identical_bytes`` in test_extract_faces.py.
 """
@@ -254,7 +254,8 @@ def test_ray_backend_needs_room_for_one_actor(stub, monkeypatch: pytest.MonkeyPa
 
 
 # ------------------------------------------------------------------------------------------------
-# Memory: the heap is trimmed after each step, so a long run keeps a flat RSS (issue 8, load).
+# Memory: the heap is trimmed every TRIM_EVERY steps of a process (issue 8, load; the local pool also
+# replaces its workers: test_executors_local.py).
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's (Linux)")
