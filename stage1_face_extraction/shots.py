@@ -18,14 +18,27 @@ Gradual transitions (dissolves, fades) are not targeted.
     det = ShotDetector()
     shot_ids = [det.update(frame.image) for frame in iter_frames(path)]
     # or: shot_ids = detect_shots(frame.image for frame in iter_frames(path))
+
+``ShotConfig.method`` picks the detector: ``internal`` (the above, :class:`ShotDetector`) or
+PySceneDetect's ``AdaptiveDetector`` / ``ContentDetector`` (``scenedetect_adaptive`` /
+``scenedetect_content``, :mod:`.shots_scenedetect`, package ``scenedetect-headless``, options in
+``ShotConfig.scenedetect_adaptive`` / ``scenedetect_content``). Those report a cut a few frames
+late, so they run through :func:`shot_stream`, which yields every frame with its shot id and holds
+back only as many frames as the detector may look ahead (``ShotDetector`` refuses them)::
+
+    for frame, shot_id in shot_stream(iter_frames(path), cfg):
+        ...
+
+``benchmarks/shots_quality.py`` scores the three on real footage with known cuts.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -35,12 +48,57 @@ from .types import Frame
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ShotConfig", "ShotDetector", "detect_shots", "shot_boundaries", "frame_signature", "frame_distance",
+    "SHOT_METHODS", "SceneDetectAdaptiveConfig", "SceneDetectContentConfig", "ShotConfig", "ShotDetector",
+    "detect_shots", "shot_stream", "shot_boundaries", "frame_signature", "frame_distance",
 ]
+
+SHOT_METHODS = ("internal", "scenedetect_adaptive", "scenedetect_content")
+
+T = TypeVar("T")
+
+
+@dataclass
+class SceneDetectAdaptiveConfig:
+    """PySceneDetect ``AdaptiveDetector`` options (``method: scenedetect_adaptive``).
+
+    The library's defaults are adaptive_threshold 3, min_content_val 15, window_width 2,
+    min_scene_len 15; these are the best of a small grid on the composed real-footage clips of
+    ``benchmarks/shots_quality.py`` (its dev seeds), min_scene_len in frames like ours.
+    """
+
+    adaptive_threshold: float = 4.0  # a frame's content change / the mean of its neighbours' must reach this
+    min_content_val: float = 8.0  # ... and its content change this (0-255 scale)
+    window_width: int = 2  # neighbours each side; a cut is reported this many frames late
+    min_scene_len: int = 4  # frames
+    luma_only: bool = False
+    downscale_width: int = 256  # frames wider than this are resized to it first, as scenedetect's SceneManager does
+
+    def __post_init__(self) -> None:
+        if self.window_width < 1 or self.min_scene_len < 0 or self.downscale_width < 16:
+            raise ValueError("scenedetect_adaptive: window_width >= 1, min_scene_len >= 0, downscale_width >= 16")
+
+
+@dataclass
+class SceneDetectContentConfig:
+    """PySceneDetect ``ContentDetector`` options (``method: scenedetect_content``).
+
+    The library's defaults are threshold 27 and min_scene_len 15 (frames); a cut closer than that to
+    the previous one is merged into it (its flash filter), reported up to min_scene_len frames late.
+    """
+
+    threshold: float = 27.0  # mean HSV change (0-255 scale) that makes a cut
+    min_scene_len: int = 15  # frames
+    luma_only: bool = False
+    downscale_width: int = 256
+
+    def __post_init__(self) -> None:
+        if self.min_scene_len < 0 or self.downscale_width < 16:
+            raise ValueError("scenedetect_content: min_scene_len >= 0 and downscale_width >= 16")
 
 
 @dataclass
 class ShotConfig:
+    method: str = "internal"  # one of SHOT_METHODS; the fields below up to min_shot_len are internal's
     thumb_side: int = 96  # frames are area-resized so their longer side is this many pixels
     hue_bins: int = 16
     sat_bins: int = 8
@@ -52,8 +110,12 @@ class ShotConfig:
     k: float = 4.0  # ... or mean + k * std of the recent distances when that is higher
     window: int = 30  # recent distances used for the adaptive threshold
     min_shot_len: int = 4  # frames; a cut sooner than this after the previous one is ignored
+    scenedetect_adaptive: SceneDetectAdaptiveConfig = field(default_factory=SceneDetectAdaptiveConfig)
+    scenedetect_content: SceneDetectContentConfig = field(default_factory=SceneDetectContentConfig)
 
     def __post_init__(self) -> None:
+        if self.method not in SHOT_METHODS:
+            raise ValueError(f"shots.method must be one of {', '.join(SHOT_METHODS)}, got {self.method!r}")
         if not 0.0 <= self.min_threshold <= self.hard_threshold <= 1.0:
             raise ValueError("need 0 <= min_threshold <= hard_threshold <= 1")
         if self.thumb_side < 8 or self.grid < 2 or self.window < 2 or self.min_shot_len < 1:
@@ -104,6 +166,8 @@ class ShotDetector:
             cfg = ShotConfig(**overrides)
         elif overrides:
             raise TypeError("pass either cfg or keyword overrides, not both")
+        if cfg.method != "internal":
+            raise ValueError(f"ShotDetector is the internal method; shots.method {cfg.method!r} runs through shot_stream()")
         self.cfg = cfg
         self.reset()
 
@@ -145,10 +209,38 @@ class ShotDetector:
         return d > recent.mean() + cfg.k * recent.std()
 
 
+def shot_stream(items: Iterable[T], cfg: ShotConfig | None = None) -> Iterator[tuple[T, int]]:
+    """``(item, shot id)`` for every item of ``items`` (RGB arrays or :class:`Frame`), in order.
+
+    With ``method: internal`` every item comes back as soon as it is read; the PySceneDetect methods
+    hold back the few frames they may still put a cut before (``window_width`` frames for adaptive,
+    ``min_scene_len`` for content).
+    """
+    cfg = cfg or ShotConfig()
+    if cfg.method == "internal":
+        det = ShotDetector(cfg)
+        for item in items:
+            yield item, det.update(item)
+        return
+    from .shots_scenedetect import SceneDetectShots
+
+    sd = SceneDetectShots(cfg)
+    held: deque[T] = deque()
+    for item in items:
+        held.append(item)
+        for sid in sd.push(_as_image(item)):
+            yield held.popleft(), sid
+    for sid in sd.finish():
+        yield held.popleft(), sid
+
+
 def detect_shots(frames: Iterable[np.ndarray | Frame], cfg: ShotConfig | None = None, **overrides) -> list[int]:
     """Shot id for every frame of ``frames`` (RGB arrays or :class:`Frame`), consumed streaming."""
-    det = ShotDetector(cfg, **overrides)
-    return [det.update(f) for f in frames]
+    if cfg is None:
+        cfg = ShotConfig(**overrides)
+    elif overrides:
+        raise TypeError("pass either cfg or keyword overrides, not both")
+    return [sid for _, sid in shot_stream(frames, cfg)]
 
 
 def shot_boundaries(shot_ids: Iterable[int]) -> list[int]:
