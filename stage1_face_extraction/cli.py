@@ -14,8 +14,16 @@ Writes, in DIR: face shards + ``index.jsonl`` (read them with
 ``stage1_face_extraction/SCHEMA.md``), ``timings.jsonl``, one contact-sheet PNG per video
 (``<name>.faces.png``: the chosen faces in order, labelled with source frame numbers) and, with
 ``--preview``, ``<name>.preview.mp4`` (every track boxed, the speaker highlighted, the speaking
-score drawn). Exit status 0 even when some videos fail (their manifest status says why: missing,
-decode_error, no_face, no_speaker, no_audio); 2 for bad arguments or a bad params file.
+score drawn). Each video's manifest row is appended to ``manifest.jsonl`` (flushed and fsynced) as
+soon as the video is done, so a crash or a kill keeps the rows of the videos finished before it;
+at the end the file is rewritten sorted by key. The face shards are written when complete (every
+``stage1.utts_per_shard`` videos) and at the end.
+
+One video never stops the run: bad input gets its manifest status (missing, decode_error, no_face,
+no_speaker, no_audio); a video whose processing raises gets status ``error`` with the exception
+(``"<type>: <message>"``) in ``reason``. A contact sheet or preview that cannot be drawn is only
+logged. Exit status: 0 when every video got a record other than ``error`` (bad input included);
+1 when any video has status ``error``; 2 for bad arguments or a bad params file.
 """
 
 from __future__ import annotations
@@ -29,10 +37,19 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from stage1_face_extraction.executors import ClipJob, error_result
 from stage1_face_extraction.params import ConfigError, from_dict, load_params
 from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
 from stage1_face_extraction.stages._common import setup_logging
-from stage1_face_extraction.store import NO_FRAMES, FaceShardWriter, atomic_write_bytes, contact_sheet, write_manifest
+from stage1_face_extraction.store import (
+    DISK_FULL,
+    NO_FRAMES,
+    FaceShardWriter,
+    ManifestAppender,
+    atomic_write_bytes,
+    contact_sheet,
+    write_manifest,
+)
 
 log = logging.getLogger("facialmmt.faces")
 
@@ -103,21 +120,44 @@ def main(argv: list[str] | None = None) -> int:
     taken: set[str] = set()
     keys = [video_key(v, taken) for v in args.videos]
     records = []
-    with FaceShardWriter(args.out, utts_per_shard=cfg.utts_per_shard, jpeg_quality=cfg.jpeg_quality, plan=sorted(keys)) as writer:
+    with FaceShardWriter(args.out, utts_per_shard=cfg.utts_per_shard, jpeg_quality=cfg.jpeg_quality, plan=sorted(keys)) as writer, \
+            ManifestAppender(args.out / "manifest.jsonl") as manifest:
         for video, key in tqdm(list(zip(args.videos, keys)), desc="videos", unit="clip", disable=args.quiet):
-            res = pipe.process(video, utt_id=key, speaker=args.speaker, clip=str(video), references=references)
+            try:
+                res = pipe.process(video, utt_id=key, speaker=args.speaker, clip=str(video), references=references)
+            except Exception as exc:  # noqa: BLE001 - this video's row says what failed; the others go on
+                res = error_result(ClipJob(path=str(video), utt_id=key, speaker=args.speaker, clip=str(video)), exc,
+                                   cfg.face_size)
+            manifest.append(res.record)  # on disk now, whatever happens to the next videos
             writer.add(key, res.crops)
             records.append(res.record)
-            sheet = contact_sheet(res.crops, cols=10, labels=[f["frame"] for f in res.record["frames"]])
-            ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-            atomic_write_bytes(args.out / f"{key}.faces.png", png.tobytes())
-            if args.preview and res.record["status"] not in NO_FRAMES:
-                from stage1_face_extraction.preview import write_preview
-
-                write_preview(video, res, args.out / f"{key}.preview.mp4")
+            _pictures(args, video, key, res)
             log.info("%s: %s, %d faces", video, res.record["status"], len(res.record["frames"]))
-    write_manifest(args.out / "manifest.jsonl", records)
+    write_manifest(args.out / "manifest.jsonl", records)  # sorted by key: the same bytes in any order
+    errors = [r["utt_id"] for r in records if r["status"] == "error"]
+    if errors:
+        log.error("%d video(s) failed with status error (%s): exit status 1", len(errors), ", ".join(errors))
+        return 1
     return 0
+
+
+def _pictures(args: argparse.Namespace, video: Path, key: str, res) -> None:
+    """The contact sheet and (``--preview``) the preview of one video. A picture that cannot be drawn
+    is logged and skipped (the faces and the record are stored already); a full disk is not."""
+    try:
+        sheet = contact_sheet(res.crops, cols=10, labels=[f["frame"] for f in res.record["frames"]])
+        ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        atomic_write_bytes(args.out / f"{key}.faces.png", png.tobytes())
+        if args.preview and res.record["status"] not in NO_FRAMES:
+            from stage1_face_extraction.preview import write_preview
+
+            write_preview(video, res, args.out / f"{key}.preview.mp4")
+    except Exception as exc:  # noqa: BLE001 - pictures only
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise
+        log.warning("%s: contact sheet / preview not drawn (%s: %s)", video, type(exc).__name__, exc)
+        for leftover in args.out.glob(f"{key}.preview.mp4.tmp*"):
+            leftover.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

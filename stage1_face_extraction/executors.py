@@ -74,13 +74,27 @@ def _init_worker(cfg: Stage1Config) -> None:
     _WORKER = FacePipeline(cfg)
 
 
-def _failed(job: ClipJob, exc: Exception) -> dict:
-    log.error("%s: unexpected failure", job.path, exc_info=exc)
+def error_record(job: ClipJob, exc: BaseException) -> dict:
+    """The manifest record of a clip whose processing raised ``exc``: status ``error`` (not
+    ``decode_error``, which means an undecodable file), ``reason`` ``"<type>: <message>"``; no
+    frames. Logged with the traceback."""
+    log.error("%s: processing failed (%s: %s); recorded as status error", job.path, type(exc).__name__, exc,
+              exc_info=exc)
     return {
-        "clip": job.clip or job.path, "utt_id": job.utt_id, "status": "decode_error",
+        "clip": job.clip or job.path, "utt_id": job.utt_id, "status": "error",
         "fps": None, "n_frames": 0, "frames": [], "tracks": [], "speaker": job.speaker,
         "reason": f"{type(exc).__name__}: {exc}", "timings": {},
     }
+
+
+def error_result(job: ClipJob, exc: BaseException, face_size: int) -> ClipResult:
+    """:func:`error_record` with no crops."""
+    return ClipResult(error_record(job, exc), np.zeros((0, face_size, face_size, 3), np.uint8))
+
+
+class WorkersFailed(RuntimeError):
+    """No worker process could start (their initializer failed): every clip would fail, so the run
+    stops instead of recording each clip as an error."""
 
 
 #: clip steps (analyse or finish) of this process between two heap trims (:func:`_after_step`)
@@ -128,12 +142,12 @@ def _after_step() -> None:
 
 
 def _safe_analyse(pipe: FacePipeline, job: ClipJob) -> ClipAnalysis:
-    """One clip never stops the run: an unexpected error becomes a decode_error record."""
+    """One clip never stops the run: an exception becomes that clip's ``error`` record."""
     try:
         return pipe.analyse(job.path, utt_id=job.utt_id, speaker=job.speaker, clip=job.clip,
                             embed=pipe.cfg.identity.enabled)
     except Exception as exc:  # noqa: BLE001 - recorded per clip, logged with the traceback
-        return ClipAnalysis(path=job.path, record=_failed(job, exc), final=True)
+        return ClipAnalysis(path=job.path, record=error_record(job, exc), final=True)
     finally:
         _after_step()
 
@@ -141,9 +155,8 @@ def _safe_analyse(pipe: FacePipeline, job: ClipJob) -> ClipAnalysis:
 def _safe_finish(pipe: FacePipeline, job: ClipJob, analysis: ClipAnalysis, identities) -> ClipResult:
     try:
         return pipe.finish(analysis, identities)
-    except Exception as exc:  # noqa: BLE001
-        size = pipe.cfg.face_size
-        return ClipResult(_failed(job, exc), np.zeros((0, size, size, 3), np.uint8))
+    except Exception as exc:  # noqa: BLE001 - recorded per clip, logged with the traceback
+        return error_result(job, exc, pipe.cfg.face_size)
     finally:
         _after_step()
 
@@ -240,7 +253,7 @@ class RecyclingPool:
     slots take turns instead of all reloading (and all dipping in memory) at once. At most
     ``workers`` processes exist at any time. A process that dies fails its task with
     ``BrokenProcessPool`` and is replaced; a process whose initializer fails fails every task
-    (RuntimeError naming the cause: nothing would ever run).
+    (:class:`WorkersFailed`, a RuntimeError naming the cause: nothing would ever run).
 
     ``replaced``: processes retired so far (recycled or died).
     """
@@ -301,8 +314,8 @@ class RecyclingPool:
                     while self._queue:
                         fut = self._queue.popleft()[2]
                         if fut.set_running_or_notify_cancel():
-                            fut.set_exception(RuntimeError(f"no stage-1 worker process could start: "
-                                                           f"{self._failed!r} (its traceback is above)"))
+                            fut.set_exception(WorkersFailed(f"no stage-1 worker process could start: "
+                                                            f"{self._failed!r} (its traceback is above)"))
                 if not moved:
                     self._cond.wait()
 
@@ -538,6 +551,11 @@ class ClipRunner:
         Jobs of one ``group`` must be contiguous. With the identity step on, ``on_group`` gets each
         group's :class:`GroupIdentity` (clusters, names; ``.report()``) before its clips are
         finished.
+
+        A clip whose processing raises (in a worker, or its worker process dies on it) yields a
+        result with status ``error`` (:func:`error_record`) and the run goes on; so do all the clips
+        of a group whose identity step raises (``on_group`` is not called for it). Only
+        :class:`WorkersFailed` (no worker could start) stops the run.
         """
         backend = self._backend
         if backend is None:
@@ -568,28 +586,55 @@ class ClipRunner:
                 analysing.append((key, gjobs, [backend.analyse(j) for j in gjobs]))
                 in_flight += len(gjobs)
 
+        size = self.cfg.face_size
+
+        def analysed(job: ClipJob, fut: Future) -> ClipAnalysis:
+            try:
+                return fut.result()
+            except WorkersFailed:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the worker died on this clip (BrokenProcessPool, Ray)
+                return ClipAnalysis(path=job.path, record=error_record(job, exc), final=True)
+
+        def finished(job: ClipJob, fut: Future) -> ClipResult:
+            try:
+                return fut.result()
+            except WorkersFailed:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as in analysed()
+                return error_result(job, exc, size)
+
         fill()
         while analysing:
             key, gjobs, futs = analysing.popleft()
-            analyses = [f.result() for f in futs]
+            analyses = [analysed(j, f) for j, f in zip(gjobs, futs)]
             in_flight -= len(futs)
             fill()
             gi = None
+            failed: Exception | None = None
             if ident.enabled:
                 faces = [f for a in analyses for f in a.faces]
                 speakers = {j.key: j.speaker for j in gjobs}
-                gi = identify_group(gjobs[0].group or gjobs[0].key, faces, speakers, ident, threshold, self.references)
-                if on_group is not None:
+                try:
+                    gi = identify_group(gjobs[0].group or gjobs[0].key, faces, speakers, ident, threshold,
+                                        self.references)
+                except Exception as exc:  # noqa: BLE001 - the group's clips get status error, the run goes on
+                    failed = exc
+                if gi is not None and on_group is not None:
                     on_group(gi)
             for job, a in zip(gjobs, analyses):
-                if job.write or job.preview:
+                if not (job.write or job.preview):
+                    continue
+                if failed is not None:
+                    finishing.append((job, _done(error_result(job, failed, size))))
+                else:
                     finishing.append((job, backend.finish(job, a, gi.of(job.key) if gi else None)))
             while finishing and (finishing[0][1].done() or len(finishing) > 2 * window):
                 job, fut = finishing.popleft()
-                yield job, fut.result()
+                yield job, finished(job, fut)
         while finishing:
             job, fut = finishing.popleft()
-            yield job, fut.result()
+            yield job, finished(job, fut)
 
 
 def run_jobs(cfg: Stage1Config, jobs: Iterable[ClipJob], workers: int | None = None) -> Iterator[tuple[ClipJob, ClipResult]]:

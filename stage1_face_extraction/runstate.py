@@ -7,7 +7,9 @@ output ``persist: true`` in ``dvc.yaml`` and use a :class:`RunState`: at the sta
 stage's params section, the input files' hashes or sizes and mtimes, the package's code). A rerun
 with the same fingerprint resumes; anything else (another fingerprint, or an earlier run that
 finished and so left no marker) starts over from an empty folder. The marker is removed when the
-run finishes, so a finished output holds exactly what an uninterrupted run writes.
+run finishes, so a finished output holds exactly what an uninterrupted run writes. A run that
+reaches its end with clips whose processing raised (manifest status ``error``) has not finished:
+it keeps the marker (and exits 1), so a rerun with the same inputs resumes and retries those clips.
 
     state = RunState(out, fingerprint({"stage1": to_dict(cfg), "table": file_digest(table)}))
     if state.begin() != "resume":

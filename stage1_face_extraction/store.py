@@ -26,7 +26,9 @@ Manifest
 ``manifest.jsonl``: one JSON object per clip (schema in ``SCHEMA.md``), keys in a fixed order,
 floats rounded to 4 decimals, records sorted by utt_id, so a rerun gives identical bytes. Wall
 times vary from run to run, so ``timings`` are split off into a sidecar ``timings.jsonl`` (same
-order, ``{"utt_id", "clip", "timings"}``) that determinism checks simply ignore.
+order, ``{"utt_id", "clip", "timings"}``) that determinism checks simply ignore. During a run,
+:class:`ManifestAppender` appends each clip's row (flushed and fsynced) as the clip finishes, so a
+crash or kill keeps the finished clips' rows; the run then rewrites the file sorted.
 """
 
 from __future__ import annotations
@@ -54,8 +56,11 @@ SHARD_FMT = "shard-{:05d}.tar"
 _SHARD_RE = re.compile(r"^shard-(\d{5,})\.tar$")
 _UTT_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
-STATUSES = ("ok", "no_face", "no_speaker", "no_audio", "decode_error", "missing")
-NO_FRAMES = ("missing", "decode_error")  # the statuses of clips with no decoded frames (nothing to preview)
+#: a clip's manifest status. Bad input: missing, decode_error (undecodable file), no_face, no_speaker,
+#: no_audio; ``error``: the processing itself raised (a bug, an exhausted resource), with the
+#: exception in ``reason``; a rerun retries such clips.
+STATUSES = ("ok", "no_face", "no_speaker", "no_audio", "decode_error", "missing", "error")
+NO_FRAMES = ("missing", "decode_error", "error")  # the statuses of clips with no frames and no tracks (nothing to preview)
 TOP_KEYS = ("clip", "utt_id", "status", "fps", "n_frames", "frames", "tracks")
 FRAME_KEYS = ("frame", "t", "box", "det_score", "speaking", "track")
 
@@ -232,6 +237,23 @@ class FaceShardWriter:
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def redo(self, utt_ids: Iterable[str]) -> set[str]:
+        """Mark the finished shards holding any of ``utt_ids`` as unfinished (their index entries are
+        dropped; the tar files are rewritten under the same names once their utterances are added
+        again). Returns every utterance to add again: ``utt_ids`` and their shard-mates. Used to
+        retry clips whose processing failed (manifest status ``error``)."""
+        if self._plan is None:
+            raise RuntimeError("FaceShardWriter.redo needs a writer with a plan (shards are rewritten under their names)")
+        shards = {self._index[u]["shard"] for u in utt_ids if u in self._index}
+        if not shards:
+            return set()
+        again = {u for u, r in self._index.items() if r["shard"] in shards}
+        for u in again:
+            del self._index[u]
+        self._write_index()
+        logger.info("%s: %d utterances to redo (shards %s)", self.root, len(again), ", ".join(sorted(shards)))
+        return again
 
     @property
     def shard_names(self) -> list[str]:
@@ -540,6 +562,70 @@ def write_manifest(
         ]
         atomic_write_bytes(tpath, "".join(tlines).encode("utf-8"))
     return path
+
+
+class ManifestAppender:
+    """``manifest.jsonl`` (and ``timings.jsonl``) written row by row as clips finish, so that a crash
+    or a kill later in the run leaves the finished clips' rows on disk.
+
+    Opening starts both files afresh with ``records`` (clips finished earlier: a resumed run),
+    written as :func:`write_manifest` writes them; each :meth:`append` adds one row, in the format
+    of a :func:`write_manifest` line, flushed and fsynced (its timings line is flushed only: wall
+    times are a sidecar). The rows come in finishing order: at the end of a run the caller rewrites
+    the file with :func:`write_manifest` (sorted: the same bytes as a run that only wrote at the
+    end). Close it first.
+    """
+
+    def __init__(self, path: str | Path, records: Iterable[dict] = (), ndigits: int = 4) -> None:
+        self.path = Path(path)
+        self.timings_path = self.path.with_name("timings.jsonl")
+        self.ndigits = ndigits
+        records = list(records)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if records:
+            write_manifest(self.path, records, ndigits=ndigits)
+        else:  # nothing to keep: empty files (no rows to make durable yet)
+            for p in (self.path, self.timings_path):
+                p.open("w", encoding="utf-8").close()
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        try:
+            self._tfh = open(self.timings_path, "a", encoding="utf-8")  # noqa: SIM115
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def append(self, rec: dict) -> None:
+        """Add one clip's row (validated; ValueError for a record that breaks the schema)."""
+        line = _dump(canonical_record(rec, self.ndigits)) + "\n"
+        rows = [(self._fh, self.path, line, True)]
+        if "timings" in rec:
+            t = {"utt_id": rec["utt_id"], "clip": str(rec["clip"]), "timings": _plain(rec["timings"], self.ndigits)}
+            rows.append((self._tfh, self.timings_path, _dump(t) + "\n", False))
+        for fh, path, text, durable in rows:
+            try:
+                fh.write(text)
+                fh.flush()
+                if durable:
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                if exc.errno in DISK_FULL:
+                    raise OSError(exc.errno, f"no space left on device appending a row of {rec['utt_id']} to "
+                                  f"{path}: the rows written before are kept; free some space and rerun",
+                                  str(path)) from exc
+                raise
+
+    def close(self) -> None:
+        for fh in (self._fh, self._tfh):
+            try:
+                fh.close()
+            except OSError as exc:  # every row was flushed already: nothing is lost here
+                logger.warning("closing %s: %s", fh.name, exc)
+
+    def __enter__(self) -> ManifestAppender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def write_identities(path: str | Path, reports: Iterable[dict]) -> Path:

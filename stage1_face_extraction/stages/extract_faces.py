@@ -24,6 +24,16 @@ run finishes: a rerun resumes only an interrupted run of the same inputs and oth
 so ``dvc.yaml`` can keep the output between runs (``persist: true``) and a killed ``dvc repro``
 resumes too. A full disk stops the run with exit status 1 and a message naming the file; no
 half-written shard is left, and a rerun resumes.
+
+One clip never stops the run. Bad input gets its status (``missing``, ``decode_error``,
+``no_face``, ``no_speaker``, ``no_audio``) and the exit status stays 0. A clip whose processing
+raises (a bug, a worker process that died on it) gets status ``error`` with ``"<type>: <message>"``
+in ``reason``, the other clips go on, and the exit status is 1: the split's journals and the run
+marker are kept, so a rerun of the same inputs resumes and retries only those clips (with their
+shard-mates and, with the identity step, their group). Each clip's row is also appended to
+``<split>/manifest.jsonl`` (flushed and fsynced) as it finishes, so a kill leaves the finished
+clips' rows readable; the file is rewritten sorted by utt_id at the end of the split (the same
+bytes as before: the order in which clips finish never shows).
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ from stage1_face_extraction.store import (
     NO_FRAMES,
     FaceShardReader,
     FaceShardWriter,
+    ManifestAppender,
     atomic_write_bytes,
     contact_sheet,
     read_manifest,
@@ -144,6 +155,19 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
     journal_path = out / JOURNAL
     journal = _load_journal(journal_path)
     records = {u: r for u, r in journal.items() if u in writer}
+    failed = {u for u, r in records.items() if r["status"] == "error"}
+    if failed:
+        # clips whose processing raised last time are not done: retry them, with their whole group
+        # (its identity step saw them fail) and the shards holding any of those (rewritten whole)
+        n_failed = len(failed)
+        if scope != "none":
+            bad_groups = set(rows.loc[rows["utt_id"].isin(failed), "group"])
+            failed |= set(rows.loc[rows["group"].isin(bad_groups), "utt_id"])
+        again = writer.redo(failed)
+        for u in again:
+            records.pop(u, None)
+        log.info("%s: retrying %d clip(s) that had status error (%d clips redone in all)", split, n_failed,
+                 len(again))
     id_journal_path = out / ID_JOURNAL
     reports = {r["group"]: r for r in _load_journal(id_journal_path, key="group").values()}
     preview_dir = out / "previews"
@@ -186,6 +210,7 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write("\n")
     with open(journal_path, "a", encoding="utf-8") as jf, open(id_journal_path, "a", encoding="utf-8") as idf, \
+            ManifestAppender(out / "manifest.jsonl", records.values()) as manifest, \
             tqdm(total=len(plan), initial=len(records), desc=f"faces {split}", unit="clip") as bar:
         for job, res in runner.map(jobs, on_group=on_group):
             rec = res.record
@@ -199,18 +224,25 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
             jf.flush()
             os.fsync(jf.fileno())
             writer.add(job.utt_id, res.crops)
+            manifest.append(rec)  # the row, readable now (the journal above is what a resume reads)
             records[job.utt_id] = rec
             bar.update(1)
             bar.set_postfix_str(rec["status"])
     writer.close()
-    write_manifest(out / "manifest.jsonl", records.values())
+    write_manifest(out / "manifest.jsonl", records.values())  # sorted: the bytes do not depend on the order above
     write_contact_sheets(out, records, cfg.contact_sheets)
     if scope != "none":
         write_identities(out / "identities.jsonl", reports.values())
         write_identity_sheets(out, sorted(identified, key=lambda g: g.group), cfg.identity.sheets)
+    counts = Counter(r["status"] for r in records.values())
+    if counts["error"]:
+        # not finished: the journals stay, so that a rerun of the same inputs resumes and retries them
+        log.error("%s: %d clip(s) with status error (the manifest's reason says why); a rerun retries them",
+                  split, counts["error"])
+        return counts
     id_journal_path.unlink(missing_ok=True)
     journal_path.unlink(missing_ok=True)  # last: a split folder without a journal is finished
-    return Counter(r["status"] for r in records.values())
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,6 +335,12 @@ def _run(args, cfg: Stage1Config, references, table, meld_root: Path, out: Path,
             log.info("%s: %s", split, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if args.summary:
         atomic_write_bytes(Path(args.summary), (json.dumps(summary, indent=2) + "\n").encode())
+    errors = sum(c["error"] for c in counts_of.values())
+    if errors:
+        # the run is not complete: the marker stays, and a rerun of the same inputs resumes and retries
+        # those clips only (with other inputs it starts over)
+        log.error("%d clip(s) failed with status error: exit status 1; rerun to retry them", errors)
+        return 1
     state.finish()
     return 0
 
