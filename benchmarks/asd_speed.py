@@ -1,4 +1,4 @@
-"""Active-speaker scorer speed: tracks/s of av_sync, light_asd and talknet on the same tracks.
+"""Active-speaker scorer speed: tracks/s of av_sync, light_asd, lr_asd and talknet on the same tracks.
 
     python benchmarks/asd_speed.py --source demo --clips data/demo/MELD.Raw/train_splits --limit 8
     python benchmarks/asd_speed.py --source synthetic --clips-n 8 --tracks 3 --seconds 3 [--device cuda]
@@ -8,8 +8,8 @@ params.yaml; then, per scorer, the patches it declares are cut (timed as ``patch
 (``score``, one call per clip: all its tracks in one batch). ``synthetic``: random patches of
 ``--tracks`` tracks x ``--seconds`` s at 23.976 fps plus noise audio per clip (no decoding: runs
 where PyAV or the demo corpus are missing). The learned scorers run with random weights (the speed
-does not depend on them) and ``--windows`` (``published``: the 11-window multi-scale average;
-``whole``: one window per track). The VAD is ``--vad`` for every scorer (energy by default, so the
+does not depend on them) and ``--windows`` (``published``: their default average over windows of
+1, 2, 3, 4, 5 and 6 s; ``whole``: one window per track). The VAD is ``--vad`` for every scorer (energy by default, so the
 numbers compare the scorers, not silero). Reported: tracks/s and frames/s of ``score`` (and of
 ``patch + score`` for demo) and the cost relative to av_sync. One warm-up clip per scorer first.
 """
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--clips-n", type=int, default=8, help="synthetic: clips")
     ap.add_argument("--tracks", type=int, default=3, help="synthetic: tracks per clip")
     ap.add_argument("--seconds", type=float, default=3.0, help="synthetic: track length")
-    ap.add_argument("--scorers", nargs="+", default=["av_sync", "light_asd", "talknet"])
+    ap.add_argument("--scorers", nargs="+", default=["av_sync", "light_asd", "lr_asd", "talknet"])
     ap.add_argument("--device", default="auto", help="learned scorers: auto | cpu | cuda")
     ap.add_argument("--windows", choices=["published", "whole"], default="published")
     ap.add_argument("--vad", default="energy", choices=["energy", "silero", "none"])

@@ -1,4 +1,4 @@
-"""Learned active-speaker scorers (TalkNet, Light-ASD): published layout, loading, inference, fine-tuning."""
+"""Learned active-speaker scorers (TalkNet, Light-ASD, LR-ASD): published layout, loading, inference, fine-tuning."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from scipy.fft import dct
 
 from stage1_face_extraction.asd import CheckpointError, create_scorer, extract_patch, list_scorers
 from stage1_face_extraction.asd.finetune import FinetuneConfig, clip_tracks, load_labelled_corpus, prepare_tracks
-from stage1_face_extraction.asd.learned import resample_to_grid
+from stage1_face_extraction.asd.learned import resample_to_grid, smooth
 from stage1_face_extraction.asd.mfcc import mfcc_13, n_mfcc_rows
+from stage1_face_extraction.asd.lr_asd_net import LRASD
 from stage1_face_extraction.asd.nets import LightASD, TalkNet
 from stage1_face_extraction.params import ConfigError
 
@@ -56,6 +57,23 @@ LIGHT_KEYS = {
     "model.audioEncoder.block3.bn_last.weight": (128,),
     "model.GRU.gru_forward.weight_ih_l0": (384, 128),
     "model.GRU.gru_backward.bias_hh_l0": (384,),
+    "lossAV.FC.weight": (2, 128),
+    "lossV.FC.weight": (2, 128),
+}
+LR_KEYS = {
+    "model.visualEncoder.block1.s_1.weight": (16, 1, 1, 5, 5),
+    "model.visualEncoder.block1.s_2.weight": (32, 16, 1, 3, 3),
+    "model.visualEncoder.block2.t_1.weight": (64, 64, 5, 1, 1),
+    "model.visualEncoder.block3.t_norm_2.running_var": (128,),
+    "model.audioEncoder.block1.m_1.weight": (16, 1, 5, 1),
+    "model.audioEncoder.block2.m_2.weight": (64, 32, 3, 1),
+    "model.audioEncoder.block3.t_2.weight": (128, 128, 1, 3),
+    "model.fusion.attention.weight": (256, 256, 1),
+    "model.fusion.bn.running_mean": (256,),
+    "model.detector.gru_forward.weight_ih_l0": (192, 256),
+    "model.detector.gru_backward.weight_hh_l0": (192, 64),
+    "model.detector.attention.attention.weight": (128, 128, 1),
+    "model.detector.attention.bn.bias": (128,),
     "lossAV.FC.weight": (2, 128),
     "lossV.FC.weight": (2, 128),
 }
@@ -140,7 +158,9 @@ def test_mfcc_matches_python_speech_features_definition() -> None:
 # architectures
 
 
-@pytest.mark.parametrize("cls, facts, n_params", [(TalkNet, TALKNET_KEYS, 15_743_451), (LightASD, LIGHT_KEYS, 1_021_120)])
+@pytest.mark.parametrize("cls, facts, n_params", [
+    (TalkNet, TALKNET_KEYS, 15_743_451), (LightASD, LIGHT_KEYS, 1_021_120), (LRASD, LR_KEYS, 836_640),
+])
 def test_published_key_layout_and_size(cls, facts: dict, n_params: int) -> None:
     net = cls()
     sd = net.state_dict()
@@ -148,14 +168,14 @@ def test_published_key_layout_and_size(cls, facts: dict, n_params: int) -> None:
         assert key in sd, key
         assert tuple(sd[key].shape) == shape, key
     assert all(k.split(".")[0] in ("model", "lossAV", "lossA", "lossV") for k in sd)
-    assert sum(p.numel() for p in net.model.parameters()) == n_params  # TalkNet 15.0 Mi, Light-ASD 1.0 M
+    assert sum(p.numel() for p in net.model.parameters()) == n_params  # TalkNet 15.0 Mi, Light-ASD 1.0 M, LR-ASD 0.84 M
     with torch.no_grad():
         out = net.eval()(torch.randn(2, 4 * 7, 13), torch.rand(2, 7, 112, 112))
     assert tuple(out["av"].shape) == (2, 7, 2)
 
 
 def test_registered() -> None:
-    assert {"av_sync", "talknet", "light_asd"} <= set(list_scorers())
+    assert {"av_sync", "talknet", "light_asd", "lr_asd"} <= set(list_scorers())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,7 +206,7 @@ def test_random_published_checkpoint_loads_and_scores_a_demo_clip(tmp_path: Path
         assert np.std(np.concatenate([t.speaking for t in res.tracks])) > 0  # a real forward, not a constant
 
 
-@pytest.mark.parametrize("name", ["light_asd", pytest.param("talknet", marks=pytest.mark.slow)])  # talknet: ~20 s on 1 core
+@pytest.mark.parametrize("name", ["light_asd", "lr_asd", pytest.param("talknet", marks=pytest.mark.slow)])  # talknet: ~20 s on 1 core
 def test_batched_scores_equal_one_track_at_a_time(name: str) -> None:
     scorer = create_scorer(name, random_init=True, vad="energy", windows_s=[1, 2])
     scorer.net.load_state_dict(_random_net(type(scorer.net), seed=2).state_dict())
@@ -227,6 +247,39 @@ def test_resample_to_grid_25fps() -> None:
     assert list(k25) == list(range(5, 30)) and list(rows25) == list(range(25))
 
 
+def test_smooth_keeps_the_length_and_truncates_at_the_ends() -> None:
+    x = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    got = smooth(x, 5)
+    want = [np.mean(x[max(0, i - 2): i + 3]) for i in range(len(x))]
+    np.testing.assert_allclose(got, want)
+    for n in range(1, 8):  # shorter than the window too: np.convolve(mode="same") returned 5 values here
+        for width in (1, 2, 4, 5, 9):
+            assert smooth(np.random.default_rng(n).random(n), width).shape == (n,), (n, width)
+    assert np.allclose(smooth(np.full(3, 0.7), 5), 0.7)
+
+
+def test_short_tracks_among_long_ones_score() -> None:
+    """Regression: a 22 s 30 fps clip with a 2-4 frame track (fewer 25 fps grid points than
+    ``smooth_frames``) raised "fp and xp are not of the same length" in np.interp."""
+    scorer = create_scorer("light_asd", random_init=True, vad="none", windows_s=[1, 2])
+    fps = 30.0
+    rng = np.random.default_rng(1)
+    # (first frame, frames): long tracks, 2-4 frame tracks, a 1-frame one, one starting at 0,
+    # one ending at the clip's last frame
+    spans = [(0, 90), (40, 3), (75, 2), (100, 4), (150, 1), (12, 5), (30, 60), (176, 4)]
+    patches = [rng.random((n, 112, 112), dtype=np.float32) for _, n in spans]
+    times = [(s + np.arange(n)) / fps for s, n in spans]
+    audio = (0.1 * rng.standard_normal(6 * 16000)).astype(np.float32)
+    out = scorer.score(patches, times, audio, 16000, fps)
+    assert [o.shape for o in out] == [(n,) for _, n in spans]
+    assert all(o.dtype == np.float32 and np.all((o >= 0) & (o <= 1)) for o in out)
+    # a short track's score does not depend on the long tracks scored with it
+    alone = scorer.score([patches[1]], [times[1]], audio, 16000, fps)[0]
+    np.testing.assert_allclose(out[1], alone, atol=1e-5 if scorer.device == "cpu" else 2e-3)
+    # without audio (visual head) too
+    assert [o.shape for o in scorer.score(patches, times, None, 16000, fps)] == [(n,) for _, n in spans]
+
+
 def test_face_crop_is_mouth_centred_like_the_reference() -> None:
     scorer = create_scorer("light_asd", random_init=True, vad="none")
     spec = scorer.input_spec
@@ -249,6 +302,12 @@ def test_wrong_or_truncated_checkpoints_fail_clearly(tmp_path: Path) -> None:
     torch.save(LightASD().state_dict(), light)
     with pytest.raises(CheckpointError, match="light_asd checkpoint.*set stage1.asd.name: light_asd"):
         create_scorer("talknet", checkpoint=str(light))
+    lr = tmp_path / "lr_asd.model"
+    torch.save(LRASD().state_dict(), lr)
+    with pytest.raises(CheckpointError, match="lr_asd checkpoint.*set stage1.asd.name: lr_asd"):
+        create_scorer("light_asd", checkpoint=str(lr))
+    with pytest.raises(CheckpointError, match="light_asd checkpoint.*set stage1.asd.name: light_asd"):
+        create_scorer("lr_asd", checkpoint=str(light))
     truncated = tmp_path / "truncated.model"
     truncated.write_bytes(light.read_bytes()[: light.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="truncated"):
@@ -345,6 +404,26 @@ def test_finetune_cli_writes_safetensors_the_scorer_loads(tmp_path: Path, mini_d
     sidecar.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="arch 'talknet'"):
         create_scorer("light_asd", checkpoint=str(weights))
+
+
+def test_lr_asd_trains_with_its_published_loss() -> None:
+    from stage1_face_extraction.asd.finetune import _loss
+
+    cfg = FinetuneConfig(arch="lr_asd")
+    assert cfg.learning_rate == 1e-3
+    torch.manual_seed(0)
+    net = LRASD().train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    a, v = torch.randn(2, 4 * 8, 13), torch.rand(2, 8, 64, 64)  # any face size runs; small is fast
+    y = (torch.arange(8)[None].repeat(2, 1) >= 4).long()
+    losses = []
+    for _ in range(6):
+        loss = _loss("lr_asd", net(a, v), y, epoch=1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]  # its two heads learn
 
 
 def test_finetune_config_is_strict(tmp_path: Path) -> None:

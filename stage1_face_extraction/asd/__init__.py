@@ -1,5 +1,5 @@
 """Active-speaker scorers: registry, the training-free ``av_sync`` default and the learned
-``talknet`` / ``light_asd`` (``asd/learned.py``, weights from a local checkpoint).
+``talknet`` / ``light_asd`` / ``lr_asd`` (``asd/learned.py``, weights from a local checkpoint).
 
     from stage1_face_extraction.asd import create_scorer, extract_patch
     scorer = create_scorer("av_sync")            # unknown names / config keys -> ConfigError
@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from . import av_sync, learned  # noqa: F401  (register "av_sync", "talknet", "light_asd")
+from . import av_sync, learned  # noqa: F401  (register "av_sync", "talknet", "light_asd", "lr_asd")
 from .av_sync import AVSyncConfig, AVSyncScorer
 from .base import (
     ActiveSpeakerScorer,
@@ -19,7 +19,7 @@ from .base import (
     list_scorers,
     register_scorer,
 )
-from .learned import CheckpointError, LearnedASDConfig, LightASDScorer, TalkNetScorer
+from .learned import CheckpointError, LearnedASDConfig, LightASDScorer, LRASDScorer, TalkNetScorer
 
 __all__ = [
     "AVSyncConfig",
@@ -29,6 +29,7 @@ __all__ = [
     "FaceInputSpec",
     "LearnedASDConfig",
     "LightASDScorer",
+    "LRASDScorer",
     "TalkNetScorer",
     "create_scorer",
     "extract_patch",

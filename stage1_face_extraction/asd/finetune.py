@@ -1,4 +1,4 @@
-"""Fine-tune (or train from scratch) ``talknet`` / ``light_asd`` on a corpus with per-frame speaking labels.
+"""Fine-tune (or train from scratch) ``talknet`` / ``light_asd`` / ``lr_asd`` on a corpus with per-frame speaking labels.
 
     from stage1_face_extraction.asd.finetune import FinetuneConfig, load_labelled_corpus, prepare_tracks, train
     clips = load_labelled_corpus("data/demo/MELD.Raw/truth.json", splits=["train"])
@@ -27,7 +27,8 @@ missing frame starts a new one. Crops come from the labelled boxes with the scor
 Training: windows of ``window_frames`` 25 fps frames (hop ``hop_frames``; a shorter track is one
 window of its own length), batches of equal-length windows, Adam with a per-epoch decay, random
 horizontal flips. Losses as published: Light-ASD ``CE(av / r) + 0.5 CE(v / r)`` with the
-temperature ``r = 1.3 - 0.02 (epoch - 1)`` (not below 1); TalkNet ``CE(av) + 0.4 CE(a) + 0.4 CE(v)``.
+temperature ``r = 1.3 - 0.02 (epoch - 1)`` (not below 1); LR-ASD ``CE(av) + 0.5 CE(v)``; TalkNet
+``CE(av) + 0.4 CE(a) + 0.4 CE(v)``.
 ``max_minutes`` stops training at a wall-clock budget (after the current batch). Finally the
 BatchNorm running statistics are re-estimated on ``bn_recalibrate_frames`` training frames
 (:func:`recalibrate_batchnorm`: with the published BN momentum of 0.01 a short run otherwise
@@ -66,7 +67,7 @@ logger = logging.getLogger(__name__)
 class FinetuneConfig:
     """What ``finetune_asd`` trains and how (strict: unknown keys fail)."""
 
-    arch: str = "light_asd"  # light_asd | talknet
+    arch: str = "light_asd"  # light_asd | lr_asd | talknet
     init: str | None = None  # checkpoint to start from (published *.model or *.safetensors); None = from scratch
     trusted_checkpoint: bool = False  # see LearnedASDConfig.trusted_checkpoint
     splits: list[str] = field(default_factory=lambda: ["train"])  # corpus splits to train on (empty = all)
@@ -77,7 +78,7 @@ class FinetuneConfig:
     hop_frames: int = 25
     min_frames: int = 8  # shorter tracks are skipped
     batch_size: int = 16  # windows per batch
-    lr: float | None = None  # None: 1e-3 (light_asd), 1e-4 (talknet), as published
+    lr: float | None = None  # None: 1e-3 (light_asd, lr_asd), 1e-4 (talknet), as published
     lr_decay: float = 0.95  # per epoch
     flip_p: float = 0.5
     bn_recalibrate_frames: int = 2000  # after training: BN running statistics from this many frames (0 = off)
@@ -87,14 +88,14 @@ class FinetuneConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.arch not in ("light_asd", "talknet"):
-            raise ValueError(f"finetune.arch must be light_asd or talknet, got {self.arch!r}")
+        if self.arch not in ("light_asd", "lr_asd", "talknet"):
+            raise ValueError(f"finetune.arch must be light_asd, lr_asd or talknet, got {self.arch!r}")
         if self.epochs < 1 or self.window_frames < 1 or self.hop_frames < 1 or self.batch_size < 1:
             raise ValueError("finetune: epochs, window_frames, hop_frames and batch_size must be >= 1")
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (1e-3 if self.arch == "light_asd" else 1e-4)
+        return self.lr if self.lr is not None else (1e-4 if self.arch == "talknet" else 1e-3)
 
     @property
     def spec(self) -> FaceInputSpec:
@@ -299,6 +300,8 @@ def _loss(arch: str, out: dict, labels, epoch: int):
     if arch == "light_asd":
         r = max(1.0, 1.3 - 0.02 * (epoch - 1))
         return F.cross_entropy(out["av"].reshape(-1, 2) / r, y) + 0.5 * F.cross_entropy(out["v"].reshape(-1, 2) / r, y)
+    if arch == "lr_asd":  # as published: the same two heads, no logit temperature
+        return F.cross_entropy(out["av"].reshape(-1, 2), y) + 0.5 * F.cross_entropy(out["v"].reshape(-1, 2), y)
     return (F.cross_entropy(out["av"].reshape(-1, 2), y) + 0.4 * F.cross_entropy(out["a"].reshape(-1, 2), y)
             + 0.4 * F.cross_entropy(out["v"].reshape(-1, 2), y))
 

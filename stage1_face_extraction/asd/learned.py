@@ -1,48 +1,73 @@
-"""Learned active-speaker scorers ``talknet`` and ``light_asd`` (drop-in replacements for ``av_sync``).
+"""Learned active-speaker scorers ``talknet``, ``light_asd`` and ``lr_asd`` (drop-in replacements for ``av_sync``).
 
     stage1:
       asd:
-        name: light_asd                       # or talknet
+        name: light_asd                       # or lr_asd, talknet
         checkpoint: models/finetuning_TalkSet.model   # published file, or a finetune_asd .safetensors
 
-Networks: ``asd/nets.py`` (published state-dict layout). Config keys: :class:`LearnedASDConfig`
-(strict: an unknown key fails).
+Networks: ``asd/nets.py`` (TalkNet, Light-ASD) and ``asd/lr_asd_net.py`` (LR-ASD), all with the
+published state-dict layout. Config keys: :class:`LearnedASDConfig` (strict: an unknown key fails).
 
-Input preprocessing (what the published demo / Columbia evaluation scripts of both repositories do,
-re-done on the pipeline's data)
---------------------------------------------------------------------------------------------------
+Input preprocessing
+-------------------
+The published inference (``Columbia_test.py``, the same code in the Light-ASD and LR-ASD
+repositories; TalkNet's demo is its ancestor) re-done on the pipeline's data. Each point: what the
+published code does, then what happens here. ``benchmarks/asd_reference_check.py`` re-implements the
+published steps (except the detector and the lossy re-encodes) and compares the two per frame.
+
+* **25 fps**: the clip is re-encoded with ``ffmpeg -r 25`` (the source frame nearest each
+  ``n / 25`` s; MPEG-4, then JPEG frames, both at ``qscale 2``). Here the decoded frames are used
+  directly: each track is resampled on the clip's grid ``k / 25`` s, grid points inside the track's
+  span (source frame times +- half a source frame) taking the nearest source patch
+  (:func:`resample_to_grid`); scores go back to the source frames by linear interpolation in time.
+* **Faces**: S3FD (at 0.25 scale, confidence 0.9) on every 25 fps frame, an IoU > 0.5 tracker that
+  bridges up to 10 missed frames by linear interpolation and keeps tracks of more than 10 frames.
+  Here: the pipeline's detector (MTCNN by default; its boxes are tighter than S3FD's, not measured
+  - tune ``crop_scale`` / ``crop_offset`` if a published model looks off) and tracker; any track
+  length is scored, down to one frame.
 * **Face crop** (declared as :class:`FaceInputSpec` ``kind="face", size=(112, 112), gray=True,
-  scale=crop_scale, offset=crop_offset, fps=25``). The reference scripts take the face box
-  (S3FD), half side ``s = max(w, h) / 2`` (median-filtered over 13 frames), cut the square
-  ``[cy - s, cy + 1.8 s] x [cx - 1.4 s, cx + 1.4 s]`` (crop scale 0.4, padded with grey 110),
-  resize it to 224x224 and keep its central 112x112, in grey. That is a square of 0.7 x the longer
-  box side centred 0.2 box sides below the box centre, at 112 px: ``crop_scale: 0.7``,
-  ``crop_offset: 0.2`` here. Differences: the box comes from this pipeline's detector (MTCNN boxes
-  are tighter than S3FD's: tune ``crop_scale`` / ``crop_offset`` if a published model looks off), the
-  tracker's box smoothing replaces the 13-frame median, the border repeats edge pixels.
-* **25 fps**: the reference re-encodes the video with ``ffmpeg -r 25`` (each output frame is the
-  source frame nearest its time). Here every track is resampled on the clip's 25 fps grid
-  ``k / 25`` s: grid points inside the track's span (source frame times +- half a source frame)
-  take the nearest source patch (:func:`resample_to_grid`); the 25 fps scores are mapped back to the
-  source frames by linear interpolation in time.
-* **Audio**: 16 kHz mono (resampled when needed), ``asd.mfcc.mfcc_13`` (python_speech_features'
-  MFCC, 13 coefficients, 25 ms windows every 10 ms, int16 scale) over the WHOLE clip once; grid
-  frame ``k`` gets MFCC rows ``4k .. 4k + 3`` (row ``j`` starts at ``j * 10`` ms), so audio and
-  video stay aligned for any track start. Rows past the end of the audio repeat the last row.
-* **Windows** (``windows_s``): like the reference evaluation, each track is cut into consecutive
-  windows of d seconds for every d of ``[1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 6]`` and the per-frame
-  speaking probabilities are averaged (a repeated duration counts that many times; it is computed
-  once). ``null``: the whole track in one window (fastest).
-* **Score**: softmax probability of "speaking" of the ``lossAV`` head per 25 fps frame, then a
-  centred moving average of ``smooth_frames`` frames (the reference smooths over 5). The reference
-  demo thresholds the raw logit at 0; the probability threshold 0.5 is the same decision.
-* **No audio**: ``light_asd`` uses its visual-only ``lossV`` head; ``talknet`` (whose heads all see
-  the audio) gets the MFCC of digital silence. ``last_info["status_hint"] == "no_audio"``.
+  scale=crop_scale, offset=crop_offset, fps=25``). Published: half side ``s = max(w, h) / 2`` and the
+  box centre, each median-filtered over 13 frames (zero-padded ends); the frame padded with grey
+  110; the square ``[cy - s, cy + 1.8 s) x [cx - 1.4 s, cx + 1.4 s)`` (crop scale 0.4, integer
+  bounds) resized to 224x224 (bilinear), written to an XVID video, read back, grey, the central
+  112x112. That is a square of 0.7 x the longer box side centred 0.2 box sides below the box
+  centre, at 112 px: ``crop_scale: 0.7``, ``crop_offset: 0.2`` here, cut by one bilinear warp
+  straight to 112 px (``extract_patch``) from the tracker's smoothed boxes; the border repeats edge
+  pixels instead of grey 110 (only matters for a face at the frame edge).
+* **Audio**: published: 16 kHz mono int16 WAV cut per track from ``first frame / 25`` to
+  ``(last frame + 1) / 25`` s, MFCC per track (python_speech_features, 13 coefficients, 25 ms
+  windows every 10 ms), the track cut to whole 40 ms steps of its audio. Here: ``asd.mfcc.mfcc_13``
+  (the same MFCC, int16 scale) over the WHOLE clip once; grid frame ``k`` gets rows
+  ``4k .. 4k + 3``, so audio and video stay aligned for any track start; rows past the end of the
+  audio repeat the last row and the whole track is scored.
+* **Windows** (``windows_s``): published: each track cut into consecutive windows of d seconds
+  for d in ``{1,1,1,2,2,2,3,3,4,5,6}`` - a Python SET, so d = 1, 2, 3, 4, 5, 6, each once - one
+  forward per window at batch 1, the per-frame scores averaged over d. Default here
+  ``[1, 2, 3, 4, 5, 6]`` (the same; a repeated duration in a user list counts that many times and
+  is computed once); ``null``: the whole track in one window (fastest). Equal-length windows share
+  a forward (same numbers as batch 1).
+* **Score**: published: the RAW "speaking" logit of the ``lossAV`` head (``FC(x)[:, 1]``, not a
+  softmax, not a logit difference) averaged over durations, rounded to 0.1, smoothed per frame over
+  ``[i - 2, min(i + 3, n - 1))`` (the track's last score never enters), speaking when > 0 (the
+  Columbia F1; the AVA mAP of the training code ranks by the softmax instead). Here: the softmax
+  probability of "speaking" averaged over windows, then a centred moving average of
+  ``smooth_frames`` (5) frames truncated at the ends (:func:`smooth`); ``select`` thresholds it at
+  0.5, i.e. ``logit_1 > logit_0``, which is NOT the published ``logit_1 > 0`` (how often they
+  differ: ``benchmarks/asd_reference_check.py``).
+* **No audio**: ``light_asd`` / ``lr_asd`` use their visual-only ``lossV`` head; ``talknet``
+  (whose heads all see the audio) gets the MFCC of digital silence (the published code has no
+  such path). ``last_info["status_hint"] == "no_audio"``.
+
+Behaviour of the published weights (the same benchmark): with the clip's own speech all four
+files call a real talking head speaking; they answer "is there speech and are the lips moving",
+not "do the lips match this voice": another person's speech under the same face still scores
+speaking. With quiet noise instead of speech the AVA-trained files say "not speaking", the
+TalkSet-finetuned ones still mostly "speaking".
 
 Batching: all windows of all tracks of a clip that have the same length go through ONE forward
 (``max_batch_frames`` caps the frames per forward), on CUDA when present (``device: auto``).
 Items of different lengths are never padded together (the temporal convolutions, TalkNet's
-global layer norm and attention and Light-ASD's backward GRU would see the padding), so scores do
+global layer norm and attention and the Light-ASD / LR-ASD backward GRUs would see the padding), so scores do
 not depend on which other tracks share the batch.
 
 ``voice_at`` (the voiced-frame mask ``select`` uses) comes from the same VAD as ``av_sync``
@@ -98,13 +123,13 @@ class CheckpointError(ValueError):
 
 @dataclass
 class LearnedASDConfig:
-    """``stage1.asd`` keys of ``talknet`` / ``light_asd`` (besides ``name``)."""
+    """``stage1.asd`` keys of ``talknet`` / ``light_asd`` / ``lr_asd`` (besides ``name``)."""
 
     checkpoint: str | None = None  # local weights file (published *.model or finetune_asd *.safetensors)
     random_init: bool = False  # run without weights (tests / benchmarks / training from scratch)
     trusted_checkpoint: bool = False  # allow the Python classes a checkpoint pickles (trusted files only)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    windows_s: list[float] | None = field(default_factory=lambda: [1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 6])
+    windows_s: list[float] | None = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # what the published code runs
     smooth_frames: int = 5  # centred moving average over 25 fps frames (1 = none)
     crop_scale: float = 0.7  # face crop side / longer box side
     crop_offset: float = 0.2  # crop centre below the box centre, in longer box sides
@@ -125,7 +150,7 @@ class LearnedASDConfig:
             raise ValueError("asd.max_batch_frames must be >= 1")
         if self.checkpoint is None and not self.random_init:
             raise ValueError(
-                "asd.checkpoint is required (a local TalkNet / Light-ASD weights file; see README "
+                "asd.checkpoint is required (a local TalkNet / Light-ASD / LR-ASD weights file; see README "
                 "'Learned active-speaker scorers'); random_init: true runs without weights (meaningless scores)"
             )
 
@@ -135,9 +160,16 @@ class LearnedASDConfig:
 
 
 def _arch_of_keys(keys: set[str]) -> str | None:
+    """Which published architecture a state dict's keys belong to (None: none recognised).
+
+    Light-ASD and LR-ASD share ``model.visualEncoder.`` / ``model.audioEncoder.``; Light-ASD has
+    ``model.GRU.`` and two-path blocks (``s_3`` / ``s_5``), LR-ASD ``model.fusion.`` /
+    ``model.detector.`` and one-path blocks (``s_1`` / ``s_norm_1``)."""
     if any(k.startswith("model.visualFrontend.") for k in keys):
         return "talknet"
-    if any(k.startswith("model.visualEncoder.") for k in keys):
+    if any(k.startswith(("model.fusion.", "model.detector.")) or ".s_norm_1." in k for k in keys):
+        return "lr_asd"
+    if any(k.startswith(("model.GRU.", "model.visualEncoder.")) for k in keys):
         return "light_asd"
     return None
 
@@ -235,7 +267,7 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
 
 
 def load_net_weights(net: Any, path: str | Path, arch: str, trusted: bool = False) -> dict | None:
-    """Load ``path`` into ``net`` (a ``nets.TalkNet`` / ``nets.LightASD``) strictly. Returns the
+    """Load ``path`` into ``net`` (a ``nets.TalkNet`` / ``nets.LightASD`` / ``lr_asd_net.LRASD``) strictly. Returns the
     sidecar metadata of a finetune_asd checkpoint (or None)."""
     import torch
 
@@ -304,13 +336,19 @@ def resample_to_grid(times: np.ndarray, fps_src: float | None, fps: float = MODE
 
 
 def smooth(x: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average (truncated at the ends) of (K,) values."""
+    """Centred moving average of (K,) values, truncated at the ends: element ``i`` is the mean of
+    ``x[max(0, i - width // 2) : min(K, i + (width - 1) // 2 + 1)]``. Always (K,), also when K is
+    shorter than ``width`` (``np.convolve(mode="same")`` would return max(K, width) values)."""
+    x = np.asarray(x, np.float64).reshape(-1)
+    width = int(width)
     if width <= 1 or x.size < 2:
         return x
-    kernel = np.ones(int(width))
-    num = np.convolve(x, kernel, mode="same")
-    den = np.convolve(np.ones_like(x), kernel, mode="same")
-    return num / den
+    n = x.size
+    csum = np.concatenate([[0.0], np.cumsum(x)])
+    i = np.arange(n)
+    lo = np.maximum(i - width // 2, 0)
+    hi = np.minimum(i + (width - 1) // 2 + 1, n)
+    return (csum[hi] - csum[lo]) / (hi - lo)
 
 
 def mfcc_rows(mfcc: np.ndarray, k0: int, length: int) -> np.ndarray:
@@ -343,7 +381,7 @@ def resolve_device(device: str) -> str:
 
 
 class LearnedASDScorer(ActiveSpeakerScorer):
-    """Shared preprocessing, batching and checkpoint loading of ``talknet`` and ``light_asd``."""
+    """Shared preprocessing, batching and checkpoint loading of ``talknet``, ``light_asd`` and ``lr_asd``."""
 
     Config = LearnedASDConfig
     arch: ClassVar[str] = ""
@@ -486,3 +524,11 @@ class LightASDScorer(LearnedASDScorer):
     """Light-ASD (CVPR 2023): (2+1)-D split convolutions for video and audio, a bidirectional GRU."""
 
     arch = "light_asd"
+
+
+@register_scorer("lr_asd")
+class LRASDScorer(LearnedASDScorer):
+    """LR-ASD (IJCV 2025, Light-ASD's successor): sequential (2+1)-D encoders, gated audio-visual
+    fusion, forward + reversed GRUs joined by a gate (``asd/lr_asd_net.py``). Same input as Light-ASD."""
+
+    arch = "lr_asd"

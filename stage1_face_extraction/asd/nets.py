@@ -1,4 +1,5 @@
-"""TalkNet and Light-ASD as PyTorch modules whose state-dict keys are the published checkpoints'.
+"""TalkNet and Light-ASD as PyTorch modules whose state-dict keys are the published checkpoints'
+(LR-ASD, Light-ASD's successor, is in ``asd/lr_asd_net.py``; :func:`build_net` knows all three).
 
 Written from the papers and the public repositories' facts (layer types, shapes, key names), not
 their code:
@@ -452,7 +453,11 @@ ARCHS: dict[str, type[nn.Module]] = {"talknet": TalkNet, "light_asd": LightASD}
 
 
 def build_net(arch: str) -> nn.Module:
-    """A freshly initialised network of ``arch`` (``talknet`` | ``light_asd``)."""
+    """A freshly initialised network of ``arch`` (``talknet`` | ``light_asd`` | ``lr_asd``)."""
+    if "lr_asd" not in ARCHS:  # asd/lr_asd_net.py builds on this module's layers: imported on first use
+        from .lr_asd_net import LRASD
+
+        ARCHS["lr_asd"] = LRASD
     try:
         return ARCHS[arch]()
     except KeyError:
