@@ -37,8 +37,16 @@ probability (p > 0.5) and by the published decision (smoothed logit > 0).
 ``--negatives``: every clip is ALSO scored with the audio of the next clip (a real voice that does
 not match the lips) and with quiet white noise (-50 dBFS, nobody speaks). With the noise the
 AVA-trained weights say "not speaking", so the correlation then spans both states; with another
-voice all four published files still say "speaking" (they detect speech + moving lips, not
-lip-sync), and the TalkSet-finetuned files say "speaking" even with the noise. ``score fps``: frames per second of ``scorer.score`` alone (patches already cut; the
+voice the published files still mostly say "speaking" (they detect speech + moving lips, not
+lip-sync), and the TalkSet-finetuned files say "speaking" even with the noise.
+
+Measured (all four published files, 7 clips, 1 torch thread; numbers in ``asd/learned.py``)::
+
+    python benchmarks/asd_reference_check.py --negatives --threads 1 \
+        --model light_asd=../shared/models/light_asd/finetuning_TalkSet.model \
+        --model light_asd=../shared/models/light_asd/pretrain_AVA_CVPR.model \
+        --model lr_asd=../shared/models/lr_asd/finetuning_TalkSet.model \
+        --model lr_asd=../shared/models/lr_asd/pretrain_AVA.model ``score fps``: frames per second of ``scorer.score`` alone (patches already cut; the
 clip's native frames / seconds), on this machine with ``--threads`` torch threads.
 """
 
