@@ -21,7 +21,8 @@ The result is a manifest record (schema in ``SCHEMA.md``) plus the crops (N, S, 
 Statuses: ``ok``; ``no_face`` (no face track); ``no_speaker`` (faces, but none speaks with
 confidence: no faces are written rather than a wrong face); ``no_audio`` (the clip has no audio
 stream: the speaker is chosen from mouth motion alone, faces are written when one track clearly
-moves its mouth); ``decode_error``; ``missing``.
+moves its mouth); ``decode_error`` (the video cannot be read); ``error`` (any other exception
+while processing the clip: ``reason`` is ``Type: message``, the run goes on); ``missing``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from stage1_face_extraction.detectors import create_detector
 from stage1_face_extraction.identity.base import l2_normalize
 from stage1_face_extraction.identity.group import IdentityConfig, TrackFace, identify_group
 from stage1_face_extraction.select import SelectConfig, select_speaker, track_evidence
-from stage1_face_extraction.shots import ShotConfig, ShotDetector
+from stage1_face_extraction.shots import ShotConfig, shot_stream
 from stage1_face_extraction.tracking import TrackerConfig, track_faces
 from stage1_face_extraction.types import Detections, Track
 from stage1_face_extraction.video import DecodeError, NoAudioError, iter_frames, probe, read_audio
@@ -198,7 +199,6 @@ class FacePipeline:
 
     def _detect_pass(self, path: str) -> tuple[list[Detections | None], np.ndarray, np.ndarray]:
         """Pass 1. Returns per-frame detections (None where not run), times (n,), shot ids (n,)."""
-        shots = ShotDetector(self.cfg.shots)
         dets: list[Detections | None] = []
         times: list[float] = []
         shot_ids: list[int] = []
@@ -223,8 +223,7 @@ class FacePipeline:
         # the cut / the end instead of stopping up to stride - 1 frames short (the tracker only
         # interpolates between detections).
         prev: tuple[int, np.ndarray] | None = None  # the previous frame, when it was not detected
-        for fr in iter_frames(path):
-            sid = shots.update(fr.image)
+        for fr, sid in shot_stream(iter_frames(path), self.cfg.shots):
             if sid != last_shot and prev is not None:
                 queue(*prev)
             dets.append(None)

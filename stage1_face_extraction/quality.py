@@ -171,3 +171,60 @@ def score_identities(records: dict[str, dict], identities: dict[str, dict], trut
         else:
             q.errors.append(f"{group} cluster {key[1]}: named {got!r}, is {major} ({len(people)} tracks)")
     return q
+
+
+@dataclass
+class SceneGroupReport:
+    """Quality of one group of real-scene clips (:func:`score_scenes`)."""
+
+    clips: int
+    precision: float
+    recall: float
+    coverage: float
+    crops: int
+    correct: int
+    speaker_visible: int
+    covered: int
+    listener_alone: int  # clips in which the speaker is never visible (nothing may be chosen)
+    false_picks: int  # ... of which got crops anyway
+
+    @property
+    def false_pick_rate(self) -> float:
+        return self.false_picks / self.listener_alone if self.listener_alone else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "false_pick_rate": self.false_pick_rate}
+
+
+def scene_group(clip: dict) -> str:
+    """``quiet`` (the speaker alone or with a quiet listener) or ``talking`` (a muted listener talks too)."""
+    return "talking" if clip.get("listener_kind") == "talking" else "quiet"
+
+
+def score_scenes(records: dict[str, dict], truth: dict, max_frames: int = 160, iou_min: float = 0.5) -> dict[str, SceneGroupReport]:
+    """Score a real-scene benchmark (``composer.compose_scenes``) per group.
+
+    Groups: ``all``, ``quiet``, ``talking`` (:func:`scene_group`) and ``<shot_plan>/<listener_kind>``
+    for every scene type. Precision, recall and coverage as :func:`score_manifest`; false picks:
+    clips whose speaker is never on screen (listener alone) that got any crop.
+    """
+    groups: dict[str, list[str]] = {"all": [], "quiet": [], "talking": []}
+    for key, clip in sorted(truth["clips"].items()):
+        groups["all"].append(key)
+        groups[scene_group(clip)].append(key)
+        kind = clip.get("listener_kind") or "-"
+        groups.setdefault(f"{clip.get('shot_plan')}/{kind}", []).append(key)
+    out = {}
+    for name, keys in groups.items():
+        if not keys:
+            continue
+        sub = {"clips": {k: truth["clips"][k] for k in keys}}
+        rep = score_manifest(records, sub, max_frames, iou_min)
+        alone = [k for k in keys if not any(face["speaker"] for f in truth["clips"][k]["frames"] for face in f["faces"])]
+        false = sum(bool((records.get(k) or {}).get("frames")) for k in alone)
+        out[name] = SceneGroupReport(
+            clips=len(keys), precision=rep.precision, recall=rep.recall, coverage=rep.coverage, crops=rep.crops,
+            correct=rep.correct, speaker_visible=rep.speaker_visible, covered=rep.covered,
+            listener_alone=len(alone), false_picks=false,
+        )
+    return out

@@ -94,7 +94,7 @@ class StubPipeline:
         return ClipAnalysis(path=path, record={"utt_id": utt_id}, times=np.arange(3, dtype=np.float64))
 
     def finish(self, analysis: ClipAnalysis, identities) -> ClipResult:
-        if analysis.final:  # as FacePipeline.finish: the status is decided (decode_error)
+        if analysis.final:  # as FacePipeline.finish: the status is decided (error, decode_error)
             return ClipResult(analysis.record, np.zeros((0, 2, 2, 3), np.uint8))
         assert analysis.times.flags.writeable
         analysis.times += 1  # the real finish may write into the analysis' arrays
@@ -209,7 +209,7 @@ def test_default_path_never_imports_ray(stub, monkeypatch: pytest.MonkeyPatch) -
     with ClipRunner(_cfg(), workers=1) as runner:
         out = [(j.utt_id, r.record) for j, r in runner.map(_jobs())]
     assert [u for u, _ in out] == [f"u{i}" for i in range(6)]
-    assert out[0][1]["t"] == [1.0, 2.0, 3.0] and out[5][1]["status"] == "decode_error"
+    assert out[0][1]["t"] == [1.0, 2.0, 3.0] and out[5][1]["status"] == "error"
 
 
 def test_ray_missing_is_a_clear_error(stub, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,7 +229,7 @@ def test_ray_backend_plumbing(stub, monkeypatch: pytest.MonkeyPatch) -> None:
         out = [(j.utt_id, r.record) for j, r in runner.map(_jobs())]
     assert [u for u, _ in out] == [f"u{i}" for i in range(6)]
     assert out[0][1] == {"utt_id": "u0", "status": "ok", "t": [1.0, 2.0, 3.0]}
-    assert out[5][1]["status"] == "decode_error" and "cannot decode" in out[5][1]["reason"]
+    assert out[5][1]["status"] == "error" and "RuntimeError: cannot decode" in out[5][1]["reason"]
     assert len({a for a, _ in fake.calls}) == 3, "the clips are spread over the actors"
     assert fake.killed == 3 and fake.shutdowns == 1 and not fake.is_initialized()
 

@@ -206,7 +206,7 @@ def test_manifest_round_trip_and_determinism(tmp_path):
 
 
 def test_manifest_rejects_unknown_status(tmp_path):
-    assert set(STATUSES) == {"ok", "no_face", "no_speaker", "no_audio", "decode_error", "missing"}
+    assert set(STATUSES) == {"ok", "no_face", "no_speaker", "no_audio", "decode_error", "error", "missing"}
     with pytest.raises(ValueError, match="status"):
         write_manifest(tmp_path / "m.jsonl", [_record("dia0_utt0", "maybe")])
     assert not (tmp_path / "m.jsonl").exists()
