@@ -1,0 +1,113 @@
+"""``learned_sync``: a learned "is this face talking" score times a lip-sync "is it the voice we hear" term.
+
+The published TalkNet / Light-ASD / LR-ASD weights answer whether a face is talking while speech is
+heard: a listener who talks too (a muted voice, a dubbed or overlapping line) scores ~0.99 next to
+the real speaker (``benchmarks/asd_reference_check.py``, README "Learned active-speaker scorers").
+``av_sync`` answers the other question, weakly (a correlation of mouth motion with the speech
+envelope), but it does tell the heard voice from a silent mouth movement. Per track and frame::
+
+    p_i(t) = learned scorer's speaking probability                 # (T_i,) in [0, 1]
+    y_i(t) = av_sync score of the mouth region of the same crops   # (T_i,) in [0, 1]
+    score_i(t) = p_i(t) * y_i(t)
+
+Inputs: the learned scorer's face crops (``FaceInputSpec(kind="face", size=(112, 112), gray=True,
+scale=0.7, offset=0.2)``, a mouth-centred lower-face square). The mouth patch for the sync term is
+the sub-rectangle ``mouth_rows`` x ``mouth_cols`` (fractions of the crop) resized to av_sync's
+``patch_size``: one patch pass serves both terms.
+
+Config (``stage1.asd``)::
+
+    name: learned_sync
+    learned: {name: lr_asd, checkpoint: models/finetuning_TalkSet.model}   # any learned scorer's keys
+    sync: {}                                                               # av_sync keys (its defaults)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..params import from_dict
+from .av_sync import AVSyncConfig, AVSyncScorer
+from .base import ActiveSpeakerScorer, FaceInputSpec, create_scorer, register_scorer
+from .learned import LearnedASDScorer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LearnedSyncConfig:
+    """``stage1.asd`` keys of ``learned_sync`` (besides ``name``)."""
+
+    learned: dict[str, Any] = field(default_factory=dict)  # {name: talknet | light_asd | lr_asd, checkpoint, ...}
+    sync: dict[str, Any] = field(default_factory=dict)  # av_sync config of the lip-sync term
+    mouth_rows: tuple[float, float] = (0.45, 0.85)  # mouth region of the learned crop, fractions of its height
+    mouth_cols: tuple[float, float] = (0.15, 0.85)  # ... and of its width
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.learned, dict) or "name" not in self.learned:
+            raise ValueError("asd.learned must be a learned scorer's section with a name (talknet | light_asd | lr_asd)")
+        if not isinstance(self.sync, dict):
+            raise ValueError("asd.sync must be a mapping of av_sync keys")
+        for key in ("mouth_rows", "mouth_cols"):
+            lo, hi = (float(v) for v in getattr(self, key))
+            if not 0.0 <= lo < hi <= 1.0:
+                raise ValueError(f"asd.{key} must be two fractions 0 <= lo < hi <= 1, got {getattr(self, key)}")
+            setattr(self, key, (lo, hi))
+
+
+@register_scorer("learned_sync")
+class LearnedSyncScorer(ActiveSpeakerScorer):
+    """Learned speaking probability x ``av_sync`` lip-sync score (see the module docstring)."""
+
+    Config = LearnedSyncConfig
+
+    def __init__(self, cfg: LearnedSyncConfig) -> None:
+        super().__init__(cfg)
+        section = dict(cfg.learned)
+        name = section.pop("name")
+        learned = create_scorer(name, **section)
+        if not isinstance(learned, LearnedASDScorer):
+            raise ValueError(f"asd.learned.name must be a learned scorer (talknet | light_asd | lr_asd), got {name!r}")
+        self.learned = learned
+        self.sync = AVSyncScorer(from_dict(AVSyncConfig, cfg.sync, where="asd.sync"))  # unknown keys: ConfigError
+
+    @property
+    def input_spec(self) -> FaceInputSpec:
+        return self.learned.input_spec
+
+    def voice_at(self, audio: np.ndarray, sr: int, times: np.ndarray) -> np.ndarray:
+        """Voice probability (T,) at ``times`` from the sync term's VAD."""
+        return self.sync.voice_at(audio, sr, times)
+
+    def mouth_patches(self, faces: np.ndarray) -> np.ndarray:
+        """(T, 112, 112) learned crops -> (T, h, w) mouth patches of the sync term's size."""
+        faces = np.asarray(faces, np.float32)
+        if faces.ndim == 4:
+            faces = faces @ np.array([0.299, 0.587, 0.114], np.float32)
+        t_len, H, W = faces.shape
+        r0, r1 = (int(round(f * H)) for f in self.cfg.mouth_rows)
+        c0, c1 = (int(round(f * W)) for f in self.cfg.mouth_cols)
+        h, w = self.sync.input_spec.size
+        out = np.empty((t_len, h, w), np.float32)
+        for k in range(t_len):
+            out[k] = cv2.resize(faces[k, r0:r1, c0:c1], (w, h), interpolation=cv2.INTER_AREA)
+        return out
+
+    def score(
+        self,
+        tracks_patches: list[np.ndarray],
+        frame_times: list[np.ndarray],
+        audio: np.ndarray | None,
+        sr: int,
+        fps: float,
+    ) -> list[np.ndarray]:
+        self.check_inputs(tracks_patches, frame_times)
+        p = self.learned.score(tracks_patches, frame_times, audio, sr, fps)  # per track (T_i,)
+        y = self.sync.score([self.mouth_patches(x) for x in tracks_patches], frame_times, audio, sr, fps)
+        self.last_info = {**self.sync.last_info, **self.learned.last_info, "sync_lag_s": self.sync.last_info.get("lag_s")}
+        return [np.clip(a * b, 0.0, 1.0).astype(np.float32) for a, b in zip(p, y)]
