@@ -432,3 +432,31 @@ def test_finetune_config_is_strict(tmp_path: Path) -> None:
     assert finetune_asd.main(["--truth", str(tmp_path / "none.json"), "--out", str(tmp_path)]) == 2
     with pytest.raises(ValueError, match="arch"):
         FinetuneConfig(arch="syncnet")
+
+
+# ---------------------------------------------------------------------------------- learned_sync
+
+
+def test_learned_sync_is_the_product_of_its_terms() -> None:
+    """``learned_sync`` = the learned probability x av_sync on the mouth region of the same crops;
+    a config naming a non-learned scorer or an unknown sync key fails."""
+    rng = np.random.default_rng(0)
+    fps, sr, n = 25.0, 16000, 75
+    scorer = create_scorer("learned_sync", learned={"name": "light_asd", "random_init": True, "windows_s": [1, 2]},
+                           sync={"vad": "energy"})
+    assert scorer.input_spec == scorer.learned.input_spec and scorer.input_spec.size == (112, 112)
+    times = np.arange(n) / fps
+    crops = [rng.random((n, 112, 112), dtype=np.float32), rng.random((40, 112, 112), dtype=np.float32)]
+    t = [times, times[10:50]]
+    audio = (0.3 * rng.standard_normal(int(n / fps * sr))).astype(np.float32)
+    got = scorer.score(crops, t, audio, sr, fps)
+    p = scorer.learned.score(crops, t, audio, sr, fps)
+    y = scorer.sync.score([scorer.mouth_patches(c) for c in crops], t, audio, sr, fps)
+    assert [g.shape for g in got] == [(n,), (40,)]
+    for g, a, b in zip(got, p, y):
+        np.testing.assert_allclose(g, np.clip(a * b, 0, 1), rtol=1e-5, atol=1e-6)
+    assert scorer.mouth_patches(crops[0]).shape == (n,) + tuple(scorer.sync.input_spec.size)
+    with pytest.raises((ConfigError, ValueError), match="learned scorer"):
+        create_scorer("learned_sync", learned={"name": "av_sync"})
+    with pytest.raises(ConfigError):
+        create_scorer("learned_sync", learned={"name": "light_asd", "random_init": True}, sync={"windw_s": 2})

@@ -35,13 +35,14 @@ def sources():
 
 @pytest.fixture(scope="module")
 def scenes(sources, tmp_path_factory):
-    """Quiet-listener scenes of every type and two talking-over scenes, 640x360, 2-2.5 s."""
+    """Two clips of every scene type with a quiet listener and two of every type with a talking
+    one, 640x360, 2-4.5 s (MELD's typical utterance lengths)."""
     out = tmp_path_factory.mktemp("scenes")
-    base = dict(width=640, height=360, per_type=1, duration_min_s=2.0, duration_max_s=2.5)
+    base = dict(width=640, height=360, per_type=2)
     quiet = compose_scenes(sources, out / "quiet", SceneConfig(seed=5, listener_kinds=["quiet"], **base))
     talking = compose_scenes(
-        sources, out / "talking",
-        SceneConfig(seed=5, scene_types=["two_shot_right", "listener_alone"], listener_kinds=["talking"], **base),
+        sources, out / "talking", SceneConfig(seed=5, scene_types=["two_shot_left", "two_shot_right",
+        "cut_to_listener", "listener_alone"], listener_kinds=["talking"], **base),
     )
     return out, quiet, talking
 

@@ -102,6 +102,7 @@ SILERO_CONTEXT = 64
 @dataclass
 class AVSyncConfig:
     patch_size: tuple[int, int] = (32, 48)  # (h, w) of the mouth patch
+    motion: str = "flow"  # flow (vertical optical flow of the lips) | patch (shift-compensated patch difference)
     mouth_scale: float = 1.6  # mouth patch width / mouth-corner distance
     # Defaults calibrated on real faces (README "Stage 1 on real footage": scenes composed from the
     # real talking heads, seed 12, 108 clips), never on the synthetic demo.
@@ -109,8 +110,8 @@ class AVSyncConfig:
     max_lag_s: float = 0.1  # audio/video offset search range (+-)
     corr_low: float = 0.0  # correlation mapped to 0 ...
     corr_high: float = 0.35  # ... and to 1
-    corr_shrink: float = 1.5  # standard errors taken off the correlation (Fisher z) before the mapping
-    motion_floor: float = 0.04  # mouth motion (std units / frame) that gives q = 0.5
+    corr_shrink: float = 1.0  # standard errors taken off the correlation (Fisher z) before the mapping
+    motion_floor: float = 0.1  # variation of the mouth motion (flow: px / frame) that gives q = 0.5
     max_shift_px: float = 3.0  # largest rigid shift compensated between consecutive patches
     audio_level_weight: float = 1.0  # weight of the envelope level next to its change
     relative_weight: float = 0.5  # how much a face loses to a better-synced face in the same frame
@@ -121,6 +122,8 @@ class AVSyncConfig:
 
     def __post_init__(self) -> None:
         self.patch_size = (int(self.patch_size[0]), int(self.patch_size[1]))
+        if self.motion not in ("flow", "patch"):
+            raise ValueError(f"av_sync.motion must be flow or patch, got {self.motion!r}")
         if self.vad not in ("silero", "energy", "none"):
             raise ValueError(f"av_sync.vad must be silero, energy or none, got {self.vad!r}")
         if self.vad_backend not in ("onnx", "jit"):
@@ -324,6 +327,27 @@ def _window_sums(x: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
     return csum[..., hi] - csum[..., lo], (hi - lo).astype(np.float64)
 
 
+def mouth_flow(patches: np.ndarray) -> np.ndarray:
+    """Vertical lip movement per frame: mean |v_y - median v_y| of dense optical flow between
+    consecutive patches, (T, h, w) in [0, 1] -> (T,). Removing the median takes out the head's and
+    the camera's own vertical movement; what remains is the lips opening and closing."""
+    t_len = len(patches)
+    if t_len < 2:
+        return np.zeros(t_len, np.float32)
+    p = np.asarray(patches, np.float32)
+    if p.ndim == 4:
+        p = p.mean(-1)
+    g = np.clip(p * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = np.zeros(t_len, np.float32)
+    for k in range(1, t_len):
+        # pyramid scale 0.5, 2 levels, 9 px window, 3 iterations, poly_n 5 / sigma 1.1 (OpenCV's defaults for small images)
+        f = cv2.calcOpticalFlowFarneback(g[k - 1], g[k], None, 0.5, 2, 9, 3, 5, 1.1, 0)
+        vy = f[..., 1]
+        out[k] = float(np.abs(vy - np.median(vy)).mean())
+    out[0] = out[1]
+    return out
+
+
 def _window_counts(t_len: int, half: int) -> np.ndarray:
     """Number of frames in each truncated window [t - half, t + half] of a (t_len,) series."""
     idx = np.arange(t_len)
@@ -433,7 +457,10 @@ class AVSyncScorer(ActiveSpeakerScorer):
             return []
         times = [np.asarray(t, np.float64).reshape(-1) for t in frame_times]
         half = max(1, int(round(cfg.window_s * fps / 2)))
-        motion = [mouth_motion(p, cfg.max_shift_px).astype(np.float64) for p in tracks_patches]
+        if cfg.motion == "flow":
+            motion = [mouth_flow(p).astype(np.float64) for p in tracks_patches]
+        else:
+            motion = [mouth_motion(p, cfg.max_shift_px).astype(np.float64) for p in tracks_patches]
         activity = [_windowed_std(m, half) for m in motion]
         q = [a / (a + cfg.motion_floor) for a in activity]
 
