@@ -291,14 +291,18 @@ class WindowRMS:
         return np.sqrt(np.maximum(self._csum[hi] - self._csum[lo], 0.0) / count)
 
 
+def _gray_patches(patches: np.ndarray) -> np.ndarray:
+    """(T, h, w) or (T, h, w, 3) patches -> (T, h, w) float32 grey."""
+    p = np.asarray(patches, np.float32)
+    return p.mean(-1) if p.ndim == 4 else p
+
+
 def mouth_motion(patches: np.ndarray, max_shift_px: float = 3.0) -> np.ndarray:
     """Rigid-shift-compensated mean absolute change of standardised patches, (T, h, w) -> (T,)."""
     t_len = len(patches)
     if t_len < 2:
         return np.zeros(t_len, np.float32)
-    p = np.asarray(patches, np.float32)
-    if p.ndim == 4:
-        p = p.mean(-1)
+    p = _gray_patches(patches)
     h, w = p.shape[1:3]
     from scipy.ndimage import gaussian_filter
 
@@ -345,9 +349,7 @@ def mouth_flow(patches: np.ndarray) -> np.ndarray:
     t_len = len(patches)
     if t_len < 2:
         return np.zeros(t_len, np.float32)
-    p = np.asarray(patches, np.float32)
-    if p.ndim == 4:
-        p = p.mean(-1)
+    p = _gray_patches(patches)
     g = np.clip(p * 255.0 + 0.5, 0, 255).astype(np.uint8)
     out = np.zeros(t_len, np.float32)
     for k in range(1, t_len):
@@ -357,12 +359,6 @@ def mouth_flow(patches: np.ndarray) -> np.ndarray:
         out[k] = float(np.abs(vy - np.median(vy)).mean())
     out[0] = out[1]
     return out
-
-
-def _window_counts(t_len: int, half: int) -> np.ndarray:
-    """Number of frames in each truncated window [t - half, t + half] of a (t_len,) series."""
-    idx = np.arange(t_len)
-    return (np.minimum(idx + half, t_len - 1) - np.maximum(idx - half, 0) + 1).astype(np.float64)
 
 
 def windowed_pearson(a: np.ndarray, b: np.ndarray, half: int, min_count: int = 5) -> np.ndarray:
@@ -514,7 +510,7 @@ class AVSyncScorer(ActiveSpeakerScorer):
             for m, s, qi in zip(motion, speech, q):
                 c = windowed_pearson(m, s[j_best], half)
                 if cfg.corr_shrink > 0:  # Fisher z lower bound: a short track's correlation is weak evidence
-                    n = _window_counts(len(m), half)
+                    _, n = _window_sums(np.zeros(len(m)), half)  # frames in each window
                     c = np.tanh(np.arctanh(np.clip(c, -0.999, 0.999)) - cfg.corr_shrink / np.sqrt(np.maximum(n - 3.0, 1.0)))
                 c = np.clip((c - cfg.corr_low) / (cfg.corr_high - cfg.corr_low), 0.0, 1.0)
                 z.append(c * qi)

@@ -109,5 +109,5 @@ class LearnedSyncScorer(ActiveSpeakerScorer):
         self.check_inputs(tracks_patches, frame_times)
         p = self.learned.score(tracks_patches, frame_times, audio, sr, fps)  # per track (T_i,)
         y = self.sync.score([self.mouth_patches(x) for x in tracks_patches], frame_times, audio, sr, fps)
-        self.last_info = {**self.sync.last_info, **self.learned.last_info, "sync_lag_s": self.sync.last_info.get("lag_s")}
+        self.last_info = {**self.sync.last_info, **self.learned.last_info}  # lag_s: the sync term's
         return [np.clip(a * b, 0.0, 1.0).astype(np.float32) for a, b in zip(p, y)]
