@@ -3,14 +3,20 @@
     python benchmarks/stage1_real_scenes.py --scenes /tmp/scenes720 --width 1280 --height 720 \
         [--sources ../shared/data/talking_heads] [--per-type 7] [--seed 1] [--params params.yaml] \
         [--asd '{"name": "light_asd", "checkpoint": "../shared/models/light_asd/finetuning_TalkSet.model"}'] \
-        [--label NAME] [--json out.json] [--markdown]
+        [--identity dialogue|random|episode|none] [--same-person auto] [--label NAME] [--json out.json] [--markdown]
 
 1. Composes the scenes (``stage1_face_extraction.composer``: speaker alone; two-shots with the
    speaker left / right; a cut to the listener while the speaker goes on off screen; the listener
    alone with the speaker's voice; each with a quiet and a talking-over listener) into ``--scenes``,
-   unless a ``truth.json`` made with the same settings is already there.
-2. Runs stage 1 (``FacePipeline.process``, the ``stage1`` section of ``--params``, ``--asd``
-   replacing ``stage1.asd``) on every clip, writing ``--scenes/runs/<label>/manifest.jsonl``.
+   unless a ``truth.json`` made with the same settings is already there. Sources showing the same
+   person (``--same-person auto``: face embeddings closer than dlib's same-person distance) are
+   never paired as speaker and listener, and share one name in the transcript.
+2. Runs stage 1 (the ``stage1`` section of ``--params``, ``--asd`` replacing ``stage1.asd``) on
+   every clip through ``ClipRunner``, as the ``extract_faces`` stage does, writing
+   ``--scenes/runs/<label>/manifest.jsonl``. ``--identity`` says which clips the identity step
+   clusters and names together from the transcript's speaker names (``dialogue``: the clips of the
+   same two people, as a MELD dialogue; ``random``: seeded groups of ``--dialogue-size`` clips
+   mixing everyone; ``episode``: all clips); ``none`` turns it off, leaving the speaking score alone.
 3. Scores the manifests against the truth (``quality.score_scenes``): precision, recall, coverage
    and false picks (listener-alone clips that got crops) for the quiet and talking-over groups and
    each scene type, plus the real-time factor (video seconds / processing seconds, one process).
@@ -28,11 +34,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
-from stage1_face_extraction.composer import SceneConfig, compose_scenes, load_sources, save_box_cache
+from stage1_face_extraction.composer import SceneConfig, compose_scenes, load_sources, same_person_groups, save_box_cache
+from stage1_face_extraction.executors import ClipJob, ClipRunner
+from stage1_face_extraction.identity import create_embedder
 from stage1_face_extraction.params import from_dict, load_params
-from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+from stage1_face_extraction.pipeline import Stage1Config
 from stage1_face_extraction.quality import score_scenes
 from stage1_face_extraction.store import write_manifest
 
@@ -41,17 +50,33 @@ GOALS = {"quiet": (0.97, 0.95), "talking": (0.90, 0.60)}  # precision, coverage
 MAX_FALSE_PICKS = 0.05
 
 
+def same_person_arg(value: str) -> list[list[str]] | str:
+    """``auto`` | ``none`` | ``a,b;c,d`` (groups of source names showing one person)."""
+    if value in ("auto", "none"):
+        return value
+    return [[n.strip() for n in g.split(",") if n.strip()] for g in value.split(";") if g.strip()]
+
+
 def ensure_scenes(args: argparse.Namespace) -> dict:
-    cfg = SceneConfig(seed=args.seed, width=args.width, height=args.height, per_type=args.per_type)
+    if not args.sources.is_dir():
+        raise SystemExit(f"source clips not found: {args.sources} (real talking heads, ../shared/data/talking_heads)")
+    box_cache = args.box_cache or args.scenes / "source_boxes.json"
+    sources = None
+    groups = args.same_person
+    if groups == "auto":  # two recordings of one person must never play two people
+        sources = load_sources(args.sources, sample_rate=SceneConfig.sample_rate, box_cache=box_cache)
+        groups = same_person_groups(sources, create_embedder("dlib_resnet"))
+        if groups:
+            print(f"sources showing one person (never paired, named alike): {groups}")
+    cfg = SceneConfig(seed=args.seed, width=args.width, height=args.height, per_type=args.per_type,
+                      same_person=[] if groups == "none" else groups)
     truth_path = args.scenes / "truth.json"
     if truth_path.is_file():
         truth = json.loads(truth_path.read_text())
         if truth.get("config") == json.loads(json.dumps(asdict(cfg))):
             return truth
-    if not args.sources.is_dir():
-        raise SystemExit(f"source clips not found: {args.sources} (real talking heads, ../shared/data/talking_heads)")
-    box_cache = args.box_cache or args.scenes / "source_boxes.json"
-    sources = load_sources(args.sources, sample_rate=cfg.sample_rate, box_cache=box_cache)
+    if sources is None:
+        sources = load_sources(args.sources, sample_rate=cfg.sample_rate, box_cache=box_cache)
     bar = tqdm(total=1, desc="composing scenes", unit="clip")
 
     def progress(k: int, n: int, name: str) -> None:
@@ -67,26 +92,69 @@ def ensure_scenes(args: argparse.Namespace) -> dict:
     return truth
 
 
+def dialogue_groups(truth: dict, mode: str, size: int, seed: int) -> dict[str, str]:
+    """``{clip key: group}`` for the identity step.
+
+    ``dialogue``: as in MELD, a dialogue is a conversation between the same people: every two-person
+    clip joins the dialogue of its two people (speaker and listener, whoever speaks), a speaker-alone
+    clip the smallest dialogue its speaker is in. ``random``: the clips shuffled (seeded) into groups
+    of ``size``, so a group mixes most people and each says a line or two (harder than MELD).
+    ``episode``: every clip in one group (all the people, as in one MELD episode).
+    """
+    clips = truth["clips"]
+    keys = sorted(clips)
+    if mode == "episode":
+        return {k: "episode" for k in keys}
+    if mode == "random":
+        order = np.random.default_rng(seed).permutation(len(keys))
+        return {keys[j]: f"rnd{pos // size:03d}" for pos, j in enumerate(order.tolist())}
+    person = {c["speaker"]: c.get("speaker_person", c["speaker"]) for c in clips.values()}
+    out: dict[str, str] = {}
+    for k in keys:
+        c = clips[k]
+        if c.get("listener") is not None:
+            pair = sorted({person.get(c["speaker"], c["speaker"]), person.get(c["listener"], c["listener"])})
+            out[k] = "dia_" + "+".join(pair)
+    sizes = {g: list(out.values()).count(g) for g in set(out.values())}
+    for k in keys:
+        if k not in out:  # alone: the smallest dialogue of this speaker (a new one if none)
+            me = person.get(clips[k]["speaker"], clips[k]["speaker"])
+            mine = sorted((n, g) for g, n in sizes.items() if me in g[4:].split("+"))
+            out[k] = mine[0][1] if mine else f"dia_{me}"
+            sizes[out[k]] = sizes.get(out[k], 0) + 1
+    return out
+
+
 def run(args: argparse.Namespace, truth: dict) -> tuple[dict, dict]:
     section = load_params(args.params).get("stage1", {}) if args.params else {}
     if args.asd:
         section = {**section, "asd": json.loads(args.asd)}
-    section = {**section, "identity": {**section.get("identity", {}), "scope": "none"}}
+    scope = "dialogue" if args.identity != "none" else "none"
+    section = {**section, "identity": {**section.get("identity", {}), "scope": scope}}
     cfg = from_dict(Stage1Config, section, "stage1")
-    pipe = FacePipeline(cfg)
     label = args.label or cfg.asd.get("name", "asd")
     out = args.scenes / "runs" / label
     out.mkdir(parents=True, exist_ok=True)
-    records, speed = {}, {"video_s": 0.0, "wall_s": 0.0}
+    records, speed = {}, {"video_s": 0.0, "wall_s": 0.0, "identity": args.identity}
     keys = sorted(truth["clips"])
-    for key in tqdm(keys, desc=f"stage 1 ({label})", unit="clip"):
-        clip = truth["clips"][key]
-        t0 = time.perf_counter()
-        res = pipe.process(args.scenes / clip["path"], utt_id=clip["utt_id"], clip=clip["path"])
-        speed["wall_s"] += time.perf_counter() - t0
-        speed["video_s"] += clip["duration_s"]
-        records[key] = res.record
-    write_manifest(out / "manifest.jsonl", [records[k] for k in keys])
+    if args.identity == "none":
+        jobs = [ClipJob(str(args.scenes / truth["clips"][k]["path"]), utt_id=truth["clips"][k]["utt_id"],
+                        clip=truth["clips"][k]["path"]) for k in keys]
+    else:  # the transcript names the speaker; the identity step clusters and names the faces of each group
+        group = dialogue_groups(truth, args.identity, args.dialogue_size, args.seed)
+        keys = sorted(keys, key=lambda k: (group[k], k))  # a group's clips are contiguous
+        jobs = [ClipJob(str(args.scenes / truth["clips"][k]["path"]), utt_id=truth["clips"][k]["utt_id"],
+                        speaker=truth["clips"][k].get("speaker_person", truth["clips"][k]["speaker"]), clip=truth["clips"][k]["path"], group=group[k])
+                for k in keys]
+    by_path = {job.path: k for job, k in zip(jobs, keys)}
+    t0 = time.perf_counter()
+    with ClipRunner(cfg, workers=1) as runner:
+        for job, res in tqdm(runner.map(jobs), total=len(jobs), desc=f"stage 1 ({label})", unit="clip"):
+            key = by_path[job.path]
+            speed["video_s"] += truth["clips"][key]["duration_s"]
+            records[key] = res.record
+    speed["wall_s"] = time.perf_counter() - t0
+    write_manifest(out / "manifest.jsonl", [records[k] for k in sorted(records)])
     speed["realtime_x"] = speed["video_s"] / max(speed["wall_s"], 1e-9)
     return records, {"label": label, "asd": cfg.asd, **speed}
 
@@ -102,6 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--asd", help="JSON object replacing stage1.asd")
+    ap.add_argument("--same-person", type=same_person_arg, default="auto",
+                    help="sources showing one person, never paired in a scene: auto (face embeddings, dlib), "
+                         "none, or groups of names 'a,b;c,d'")
+    ap.add_argument("--identity", choices=("none", "dialogue", "random", "episode"), default="dialogue",
+                    help="dialogue (default, as stage 1 runs on MELD): the identity step names the faces from the "
+                         "transcript's speaker over each conversation (the clips of the same two people); random: "
+                         "over seeded groups of --dialogue-size clips mixing everyone; episode: over all clips; "
+                         "none: no identity step, the speaking score alone (the scorer's own quality)")
+    ap.add_argument("--dialogue-size", type=int, default=8, help="clips per group with --identity random")
     ap.add_argument("--label", help="name of this run (default: the scorer's name)")
     ap.add_argument("--json", type=Path, help="also write the report here")
     ap.add_argument("--markdown", action="store_true", help="print README table rows")

@@ -22,11 +22,16 @@ Listener kinds: ``quiet`` - a held frame of the listener's clip that sways a lit
 breathing; no lip movement); ``talking`` - the listener's own clip, really talking, MUTED: only
 lip-sync with the heard voice tells who is speaking.
 
+The listener is always another person: sources listed together in ``SceneConfig.same_person``
+(two recordings of one face; :func:`same_person_groups` finds them from face embeddings) are never
+paired, and share one ``speaker_person`` name (what a transcript would call the speaker).
+
 Every frame also gets a slow camera drift shared by all layers and sensor noise, and the layers sit
 on a blurred real photograph (scikit-image's) with a feathered edge.
 
 Truth (``truth.json``, the demo corpus' format, scored by ``stage1_face_extraction.quality``):
 ``clips["<split>/<utt_id>"]`` with ``frames[i].faces[j] = {name, box, speaker}``, plus
+``speaker_person`` (the person's name, shared by sources of one person: ``same_person``),
 ``shot_plan`` (the scene type), ``listener_kind``, ``listener``, ``cut_frame``, ``segment`` (the
 speaker's source seconds) and ``speaker_visible_frames``. A face whose box is less than half
 inside the frame is not listed. Face boxes come from ``truth_detector`` (MTCNN at full source
@@ -82,6 +87,10 @@ class SceneConfig:
     crf: int = 23
     x264_preset: str = "veryfast"
     audio_bitrate: int = 96000
+    # Groups of source names showing the same person (e.g. two recordings of one speaker): never
+    # paired in one scene, and named alike in the truth's ``speaker_person`` (the transcript's name).
+    # :func:`same_person_groups` finds them from face embeddings.
+    same_person: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         bad = [s for s in self.scene_types if s not in SCENE_TYPES]
@@ -98,6 +107,14 @@ class SceneConfig:
             raise ValueError("per_type must be >= 1")
         self.closeup_height = (float(self.closeup_height[0]), float(self.closeup_height[1]))
         self.two_shot_height = (float(self.two_shot_height[0]), float(self.two_shot_height[1]))
+        self.same_person = [sorted(str(n) for n in g) for g in self.same_person if len(g) > 1]
+        seen = [n for g in self.same_person for n in g]
+        if len(seen) != len(set(seen)):
+            raise ValueError(f"same_person groups overlap: {self.same_person}")
+
+    def person(self, source: str) -> str:
+        """The person a source shows: the first name of its ``same_person`` group, else its own name."""
+        return next((g[0] for g in self.same_person if source in g), source)
 
     @property
     def frame_rate(self) -> Fraction:
@@ -212,6 +229,38 @@ def save_box_cache(sources: list[SourceClip], path: str | Path) -> None:
     Path(path).write_text(json.dumps(state, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
+def same_person_groups(sources: list[SourceClip], embedder: Any, max_distance: float | None = None,
+                       frames: int = 3) -> list[list[str]]:
+    """Groups of sources whose faces are one person: the mean unit embedding of ``frames`` face
+    crops per source (spread over the clip) within ``max_distance`` (default: the embedder's
+    ``distance_threshold``), joined transitively. ``embedder``: an identity embedder
+    (``stage1_face_extraction.identity.create_embedder``)."""
+    thr = float(embedder.distance_threshold if max_distance is None else max_distance)
+    means = []
+    for src in sources:
+        idx = np.unique(np.linspace(0, len(src.frames) - 1, frames + 2)[1:-1].round().astype(int))
+        vecs = embedder.embed([src.frames[i] for i in idx], boxes=np.stack([src.box(int(i)) for i in idx]))
+        m = vecs.mean(axis=0)
+        means.append(m / max(float(np.linalg.norm(m)), 1e-12))
+    parent = list(range(len(sources)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(sources)):
+        for j in range(i + 1, len(sources)):
+            d = float(np.linalg.norm(means[i] - means[j]))
+            if d <= thr:
+                logger.info("%s and %s look like one person (embedding distance %.2f)", sources[i].name, sources[j].name, d)
+                parent[root(j)] = root(i)
+    groups: dict[int, list[str]] = {}
+    for i, s in enumerate(sources):
+        groups.setdefault(root(i), []).append(s.name)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
 # ------------------------------------------------------------------------------------------------
 # drawing
 
@@ -311,13 +360,18 @@ def plan_scenes(sources: list[SourceClip], cfg: SceneConfig) -> list[ScenePlan]:
     """Every clip of the benchmark, deterministic in ``cfg.seed`` and the sources' order."""
     plans: list[ScenePlan] = []
     n = len(sources)
+    person = [cfg.person(s.name) for s in sources]
+    if len(set(person)) < 2:
+        raise ValueError(f"the sources show fewer than 2 people ({sorted(set(person))}): no two-person scene possible")
     for ti, stype in enumerate(cfg.scene_types):
         kinds: list[str | None] = [None] if stype == "alone" else list(cfg.listener_kinds)
         for ki, kind in enumerate(kinds):
             for k in range(cfg.per_type):
                 rng = np.random.default_rng([cfg.seed, ti, ki, k])
                 spk = (k + cfg.seed + 3 * ti + ki) % n
-                lis = None if stype == "alone" else (spk + 1 + int(rng.integers(n - 1))) % n
+                # listener: another person's clip (sources of the speaker's own person excluded)
+                others = [j % n for j in range(spk + 1, spk + n) if person[j % n] != person[spk]]
+                lis = None if stype == "alone" else others[int(rng.integers(len(others)))]
                 longest = sources[spk].duration if lis is None or kind == "quiet" else min(sources[spk].duration, sources[lis].duration)
                 dur = float(min(rng.uniform(cfg.duration_min_s, cfg.duration_max_s), longest - 0.1))
                 start = float(rng.uniform(0.0, max(sources[spk].duration - dur - 0.05, 0.0)))
@@ -429,6 +483,7 @@ def render_scene(plan: ScenePlan, sources: list[SourceClip], cfg: SceneConfig, p
         "utt_id": plan.utt_id,
         "path": path.name,
         "speaker": spk.name,
+        "speaker_person": cfg.person(spk.name),
         "shot_plan": plan.scene_type,
         "listener_kind": plan.listener_kind,
         "listener": lis.name if lis is not None else None,

@@ -14,8 +14,9 @@ Rules (all thresholds in :class:`SelectConfig`):
 3. Identity is kept consistent across shots: when a track has a known identity (the identity step
    fills ``Track.identity`` and ``speaker`` names the expected speaker), only tracks of that
    identity are eligible, other people's tracks do not count as rivals (the named speaker is
-   preferred when several mouths move) and ``min_speaking_named`` replaces ``min_speaking`` (an
-   unsure speaking score is enough when the face is the named speaker's); when no track has it,
+   preferred when several mouths move; a lone named track in its shot needs no margin) and
+   ``min_speaking_named`` replaces ``min_speaking`` (an unsure speaking score is enough when the
+   face is the named speaker's; 0: the name alone is enough); when no track has it,
    tracks known to be someone else are not eligible. Without names, candidates of different shots must look alike
    (cosine similarity of their appearance descriptors >= ``min_same_person``, when descriptors are
    given); those unlike the strongest candidate are dropped.
@@ -40,7 +41,7 @@ class SelectConfig:
     """``stage1.select`` section."""
 
     min_speaking: float = 0.5  # evidence a track needs to count as the speaker
-    min_speaking_named: float = 0.15  # the same for a track the identity step named as the speaker
+    min_speaking_named: float = 0.0  # the same for a track the identity step named as the speaker (0: the name is enough)
     min_margin: float = 0.1  # over the runner-up in the same shot
     min_track_frames: int = 8
     min_same_person: float = 0.6  # cosine similarity of appearance descriptors across shots
@@ -115,10 +116,12 @@ def select_speaker(
         best = group[0]
         e = evidence[best.track_id]
         runner = evidence[group[1].track_id] if len(group) > 1 else 0.0
-        # Other people in the shot compete on margin, unless the named speaker is among them.
+        # Other people in the shot compete on margin, unless the named speaker is among them: then
+        # only another track of the same name is a rival, and a lone named track has none.
         rivals = [evidence[t.track_id] for t in tracks if t.shot_id == shot_id and t not in group]
         runner = runner if named else max([runner, *rivals])
-        if e >= min_speaking and e - runner >= cfg.min_margin:
+        unrivalled = named and len(group) == 1
+        if e >= min_speaking and (unrivalled or e - runner >= cfg.min_margin):
             candidates.append(best)
     if not candidates:
         top = max(evidence.values())

@@ -162,6 +162,19 @@ def test_named_speaker_wins_when_two_mouths_move() -> None:
     assert select_speaker([_track(0, 0.6, None), _track(1, 0.58, "Bob")], cfg, speaker="Ann").status == "no_speaker"
 
 
+def test_a_lone_named_track_needs_no_margin() -> None:
+    """A named speaker whose lips av_sync cannot read (evidence ~0) is still the named face; two
+    tracks of that name in one shot still need the margin."""
+    cfg = SelectConfig(min_speaking=0.3, min_margin=0.1, min_speaking_named=0.0)
+    weak = [_track(0, 0.04, "Ann"), _track(1, 0.5, "Bob")]
+    assert select_speaker(weak, cfg).tracks == [1], "without the name the better-scored face wins"
+    assert select_speaker(weak, cfg, speaker="Ann").tracks == [0]
+    assert select_speaker([_track(0, 0.0, "Ann")], cfg, speaker="Ann").tracks == [0]
+    twins = [_track(0, 0.30, "Ann"), _track(1, 0.25, "Ann")]
+    assert select_speaker(twins, cfg, speaker="Ann").status == "no_speaker"
+    assert select_speaker([_track(0, 0.05, "Ann")], SelectConfig(min_speaking_named=0.15), speaker="Ann").status == "no_speaker"
+
+
 # ------------------------------------------------------------------------------------- runner
 
 
