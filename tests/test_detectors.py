@@ -25,6 +25,8 @@ from stage1_face_extraction.params import ConfigError
 from stage1_face_extraction.tracking import iou_matrix
 from stage1_face_extraction.types import Detections
 
+from conftest import SHARED
+
 
 @pytest.fixture(scope="module")
 def mtcnn():
@@ -269,3 +271,59 @@ def test_mtcnn_roi_align_crops_agree_with_opencv_crops():
     got = det.detect_one(img)
     assert len(got) == len(ref) == 6
     assert (iou_matrix(got.boxes, ref.boxes).max(axis=1) > 0.8).all()
+
+
+# ------------------------------------------------------------------------------------------ yunet
+
+YUNET = SHARED / "models" / "yunet"
+
+
+def _real_frames(name: str, indices: tuple[int, ...]) -> list[np.ndarray]:
+    from stage1_face_extraction.video import iter_frames
+
+    path = SHARED / "data" / "talking_heads" / f"{name}.mp4"
+    if not path.is_file():
+        pytest.skip(f"real talking head not found: {path} (../shared)")
+    return [fr.image for fr in iter_frames(path) if fr.index in indices]
+
+
+def test_yunet_missing_model_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.onnx"):
+        create_detector("yunet", model=str(tmp_path / "nowhere.onnx"))
+    assert "yunet" in list_detectors()
+
+
+@pytest.mark.parametrize("model", ["yunet_n_640_640.onnx", "yunet_s_640_640.onnx"])
+def test_yunet_agrees_with_mtcnn_on_real_faces(model):
+    """The published YuNet weights on real talking heads: one face per frame, box IoU with MTCNN's
+    > 0.7, the five landmarks in MTCNN's order (each within 20 % of the eye distance, where a left /
+    right swap would be ~100 %; the nose's tip vs MTCNN's nose point within 40 %), at any downscale."""
+    if not (YUNET / model).is_file():
+        pytest.skip(f"YuNet weights not found at {YUNET} (../shared/models)")
+    frames = _real_frames("sadtalker_WDA_KatieHill_000", (10, 60, 120)) + _real_frames("retalking_face_2", (20, 80))
+    mtcnn = create_detector("mtcnn", device="cpu", min_score=0.9)
+    for downscale in (1.0, 0.5):
+        yunet = create_detector("yunet", model=str(YUNET / model), min_score=0.6, downscale=downscale)
+        for frame, y, m in zip(frames, yunet.detect(frames), mtcnn.detect(frames)):
+            assert len(y) == 1 and len(m) == 1, (len(y), len(m))
+            assert iou_matrix(y.boxes, m.boxes)[0, 0] > 0.7
+            eye = np.linalg.norm(m.landmarks[0, 1] - m.landmarks[0, 0])
+            err = np.linalg.norm(y.landmarks[0] - m.landmarks[0], axis=1) / eye  # (5,)
+            assert (err[[0, 1, 3, 4]] < 0.2).all() and err[2] < 0.4, err.round(3)  # a swap would be ~1
+            assert y.landmarks[0, 0, 0] < y.landmarks[0, 1, 0] and y.landmarks[0, 3, 0] < y.landmarks[0, 4, 0]
+
+
+def test_yunet_finds_two_faces_in_a_composed_two_shot():
+    """Two real faces side by side (as in a MELD two-shot) at 640x360: two boxes, left to right."""
+    a = _real_frames("sadtalker_WDA_KatieHill_000", (40,))[0]
+    b = _real_frames("retalking_face_2", (40,))[0]
+    if not (YUNET / "yunet_n_640_640.onnx").is_file():
+        pytest.skip(f"YuNet weights not found at {YUNET}")
+    canvas = np.zeros((360, 640, 3), np.uint8)
+    canvas[40:320, 20:300] = cv2.resize(a, (280, 280))
+    canvas[40:320, 340:620] = cv2.resize(b, (280, 280))
+    det = create_detector("yunet", model=str(YUNET / "yunet_n_640_640.onnx"), min_score=0.6)
+    found = det.detect([canvas])[0]
+    assert len(found) == 2
+    xs = sorted(float(bx[0]) for bx in found.boxes)
+    assert xs[0] < 300 < xs[1]

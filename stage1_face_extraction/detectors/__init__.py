@@ -21,6 +21,7 @@ from .base import (
 from .haar import HaarDetector
 from .mtcnn import MTCNNDetector
 from .scrfd import SCRFDDetector
+from .yunet import YuNetDetector
 
 DEFAULT_DETECTOR = "mtcnn"
 
