@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, help="clips to run (default 500; omitted with --plot --compare: none)")
     ap.add_argument("--unique", type=int, default=0, help="clips to render (0 = all); the rest reuse them")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--worker-max-tasks", type=int, help="stage1.worker_max_tasks (default: params.yaml's)")
+    ap.add_argument("--worker-max-tasks", type=int, help="runtime.stage1.worker_max_tasks (default: params.yaml's)")
     ap.add_argument("--work", type=Path, help="work folder (default: a new temp folder, kept)")
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between memory samples")
     ap.add_argument("--seed", type=int, default=7)

@@ -118,14 +118,15 @@ def test_previews_and_the_report(repro_dir):
     for split in ("train", "dev", "test"):
         manifest = [json.loads(x) for x in (repro_dir / f"data/faces/{split}/manifest.jsonl").read_text().splitlines()]
         firsts = [r for r in manifest[:4] if r["status"] not in ("missing", "decode_error")]
-        previews = sorted((repro_dir / f"data/faces/{split}/previews").glob("*.mp4"))
+        assert not (repro_dir / f"data/faces/{split}/previews").exists()  # pictures: their own DVC output
+        previews = sorted((repro_dir / f"data/faces_pictures/{split}/previews").glob("*.mp4"))
         assert [p.stem for p in previews] == [r["utt_id"] for r in firsts]
         info = probe(previews[0])
         assert info.n_frames == firsts[0]["n_frames"], (info, firsts[0]["n_frames"])
     r = subprocess.run([sys.executable, "-m", "stage1_face_extraction.stages.report"], cwd=repro_dir,
                        env=_env(repro_dir), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    for where in ("data/faces/train/previews/", "data/faces/train/sheets/", "data/eval/metrics.json",
+    for where in ("data/faces_pictures/train/previews/", "data/faces_pictures/train/sheets/", "data/eval/metrics.json",
                   "data/eval/confusion.png", "dvc plots show"):
         assert where in r.stdout, (where, r.stdout)
 

@@ -180,11 +180,13 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> di
     (meld / "train_sent_emo.csv").write_text("\r\n".join(rows) + "\r\n", encoding="utf-8")
     p = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
     p["data"].update(meld_root=str(meld), splits={"train": {"csv": "train_sent_emo.csv", "clips": "train_splits"}})
-    p["stage1"].update(workers=1, utts_per_shard=1, previews=0, contact_sheets=0)
+    p["stage1"].update(utts_per_shard=1, previews=0, contact_sheets=0)
+    p["runtime"]["stage1"]["workers"] = 1
     p["stage1"]["identity"]["scope"] = "none"
     # a still photo does not move its lips: take its face anyway (this is about files, not about ASD)
     p["stage1"]["select"].update(min_speaking=0.0, min_margin=0.0)
-    p["features"]["audio"].update(name="fbank", workers=0)
+    p["features"]["audio"]["name"] = "fbank"
+    p["runtime"]["features"]["audio"]["workers"] = 0
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(p, sort_keys=False), encoding="utf-8")
     table = root / "utterances.parquet"
