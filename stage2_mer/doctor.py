@@ -834,7 +834,7 @@ class Doctor:
         if stage1 is not None and getattr(stage1, "executor", "local") == "ray":
             import importlib.util
 
-            ray = runtime.stage1.ray
+            ray = stage1.ray
             if importlib.util.find_spec("ray") is None:
                 self.add(FAIL, "runtime.stage1.executor", "ray, but Ray is not installed",
                          "pip install 'ray[default]' (README: Scale-out), or runtime.stage1.executor: local")
@@ -842,9 +842,9 @@ class Doctor:
                 self.add(OK, "runtime.stage1.executor", f"ray: address {ray.address or '$RAY_ADDRESS / this machine'}, "
                          f"actors {ray.actors or 'as many as the cluster holds'}")
             self.add(OK, "cpu", msg)
-        elif stage1 is not None and runtime.stage1.workers * runtime.stage1.torch_threads > cores:
-            self.add(WARN, "cpu", f"{msg}; runtime.stage1.workers {runtime.stage1.workers} x torch_threads {runtime.stage1.torch_threads} "
-                     "oversubscribes them", f"set runtime.stage1.workers: {max(1, cores // max(1, runtime.stage1.torch_threads))}")
+        elif stage1 is not None and stage1.workers * stage1.torch_threads > cores:
+            self.add(WARN, "cpu", f"{msg}; runtime.stage1.workers {stage1.workers} x torch_threads {stage1.torch_threads} "
+                     "oversubscribes them", f"set runtime.stage1.workers: {max(1, cores // max(1, stage1.torch_threads))}")
         else:
             self.add(OK, "cpu", msg)
 
@@ -873,9 +873,9 @@ class Doctor:
                 r /= RATES["stage1.gpu_detect"].gpu or 1.0
             per_s += r
         if getattr(stage1, "executor", "local") == "ray":  # the cluster's actors; unknown: this machine's
-            workers = runtime.stage1.ray.actors or max(1, cores // max(1, runtime.stage1.torch_threads))
+            workers = stage1.ray.actors or max(1, cores // max(1, stage1.torch_threads))
         else:
-            workers = max(1, min(runtime.stage1.workers, cores))
+            workers = max(1, min(stage1.workers, cores))
         rows.append(_row("extract_faces", f"{n_utt:,} clips, {fmt_duration(video_s)} of {work.width}x{work.height} video",
                          f"{per_s:.2f} s per s of video per worker, {workers} workers", video_s * per_s / workers,
                          "cpu" + ("+gpu" if self.cuda else "")))

@@ -186,8 +186,10 @@ def _params(repo_root: Path, path: Path, meld: Path) -> Path:
     p["data"].update(meld_root=str(meld), splits={"train": {"csv": "train_sent_emo.csv", "clips": "train_splits"}})
     p["stage1"].update(previews=len(CASES), contact_sheets=len(CASES), utts_per_shard=4)
     p["runtime"]["stage1"]["workers"] = 1
-    p["features"]["audio"].update(name="fbank", workers=0)
-    p["features"]["visual"].update(name="dlib_resnet", workers=0)
+    p["features"]["audio"]["name"] = "fbank"
+    p["features"]["visual"]["name"] = "dlib_resnet"
+    for modality in ("audio", "visual"):
+        p["runtime"]["features"][modality]["workers"] = 0
     path.write_text(yaml.safe_dump(p, sort_keys=False), encoding="utf-8")
     return path
 

@@ -114,10 +114,28 @@ def load_astronaut() -> np.ndarray:
 
 
 def make_detector() -> Any:
-    """facenet-pytorch MTCNN on the CPU, keeping every face."""
+    """facenet-pytorch MTCNN on the CPU, keeping every face, in float64 (:func:`portable`)."""
     from facenet_pytorch import MTCNN  # local import: pulls in torch
 
-    return MTCNN(keep_all=True, device="cpu")
+    return MTCNN(keep_all=True, device="cpu").double()
+
+
+@contextmanager
+def portable() -> Iterator[None]:
+    """Numerics that do not depend on the CPU inside the block, so that the demo corpus has the same
+    bytes on every x86-64 machine: OpenCV's CPU-dispatched code paths off (``cv2.setUseOptimized``:
+    its AVX2 / AVX-512 float kernels round differently from the baseline ones), and the MTCNN
+    detectors run in float64 (facenet-pytorch runs in its weights' dtype; float64 convolutions do
+    not go through oneDNN's ISA-specific float32 kernels, and :func:`detect` rounds the results to
+    float32, which hides the remaining last-bit differences)."""
+    import cv2
+
+    before = cv2.useOptimized()
+    cv2.setUseOptimized(False)
+    try:
+        yield
+    finally:
+        cv2.setUseOptimized(before)
 
 
 @contextmanager
@@ -263,6 +281,11 @@ def build_library() -> tuple[Character, ...]:
 
     Cached per process; takes about 2 s on 2 CPU cores (MTCNN load + 9 detections).
     """
+    with portable():
+        return _build_library()
+
+
+def _build_library() -> tuple[Character, ...]:
     detector = make_detector()
     chars: list[Character] = []
 
