@@ -843,7 +843,7 @@ class Doctor:
                          f"actors {ray.actors or 'as many as the cluster holds'}")
             self.add(OK, "cpu", msg)
         elif stage1 is not None and stage1.workers * stage1.torch_threads > cores:
-            self.add(WARN, "cpu", f"{msg}; runtime.stage1.workers {stage1.workers} x torch_threads {stage1.torch_threads} "
+            self.add(WARN, "cpu", f"{msg}; runtime.stage1.workers {stage1.workers} x stage1.torch_threads {stage1.torch_threads} "
                      "oversubscribes them", f"set runtime.stage1.workers: {max(1, cores // max(1, stage1.torch_threads))}")
         else:
             self.add(OK, "cpu", msg)

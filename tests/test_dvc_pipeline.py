@@ -217,9 +217,9 @@ def test_changing_stage1_params_changes_only_extract_faces(repro_dir):
 
 
 def test_runner_knobs_change_no_stage(repro_dir):
-    """runtime.* (workers, executor, ray, recycling, threads) is listed by no stage: nothing to re-run."""
+    """runtime.* (workers, executor, ray, recycling) is listed by no stage: nothing to re-run."""
     def edit(p):
-        p["runtime"]["stage1"].update(workers=1, torch_threads=2, worker_max_tasks=3, executor="ray")
+        p["runtime"]["stage1"].update(workers=1, worker_max_tasks=3, executor="ray")
         p["runtime"]["demo"]["workers"] = 1
         for modality in ("visual", "audio"):
             p["runtime"]["features"][modality]["workers"] = 0

@@ -67,19 +67,19 @@ def test_runtime_knobs_are_merged_into_their_section(tmp_path, repo_root):
     from stage2_mer.features.extract import FeatureStageConfig
 
     def edit(p):
-        p["runtime"]["stage1"].update(workers=7, torch_threads=3, executor="ray", ray={"actors": 5})
+        p["runtime"]["stage1"].update(workers=7, worker_max_tasks=3, executor="ray", ray={"actors": 5})
         p["runtime"]["demo"]["workers"] = 4
         p["runtime"]["features"]["audio"]["workers"] = 0
 
     path = _params_file(tmp_path, repo_root, edit)
     cfg = load_section(path, "stage1", Stage1Config)
-    assert (cfg.workers, cfg.torch_threads, cfg.executor, cfg.ray.actors) == (7, 3, "ray", 5)
+    assert (cfg.workers, cfg.worker_max_tasks, cfg.executor, cfg.ray.actors) == (7, 3, "ray", 5)
     assert load_section(path, "demo", DemoConfig).workers == 4
     assert load_section(path, "features.audio", FeatureStageConfig).workers == 0
     assert load_section(path, "features.visual", FeatureStageConfig).workers == 1  # untouched
 
 
-@pytest.mark.parametrize("section, key", [("stage1", "workers"), ("stage1", "torch_threads"), ("stage1", "ray"),
+@pytest.mark.parametrize("section, key", [("stage1", "workers"), ("stage1", "worker_max_tasks"), ("stage1", "ray"),
                                           ("demo", "workers"), ("features.visual", "workers")])
 def test_a_runner_knob_in_its_section_fails_and_names_runtime(tmp_path, repo_root, section, key):
     from stage1_face_extraction.stages import param_sections as s1

@@ -130,12 +130,19 @@ def portable() -> Iterator[None]:
     float32, which hides the remaining last-bit differences)."""
     import cv2
 
-    before = cv2.useOptimized()
-    cv2.setUseOptimized(False)
+    with _temporarily(cv2.useOptimized, cv2.setUseOptimized, False):
+        yield
+
+
+@contextmanager
+def _temporarily(get: Any, put: Any, value: Any) -> Iterator[None]:
+    """``put(value)`` inside the block, the value ``get()`` gave before it afterwards."""
+    before = get()
+    put(value)
     try:
         yield
     finally:
-        cv2.setUseOptimized(before)
+        put(before)
 
 
 @contextmanager
@@ -144,12 +151,8 @@ def torch_threads(n: int) -> Iterator[None]:
     machine's core count, and a busy machine does not make the thread pool spin)."""
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
+    with _temporarily(torch.get_num_threads, torch.set_num_threads, n):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def detect(detector: Any, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
