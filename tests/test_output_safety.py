@@ -192,3 +192,21 @@ def test_confusion_png_is_written_atomically(tmp_path: Path, monkeypatch: pytest
     monkeypatch.undo()
     assert path.read_bytes() == before, "a failed write must leave the old picture whole"
     assert sorted(p.name for p in path.parent.iterdir()) == ["confusion.png"], "no temp file left"
+
+
+def test_make_demo_refuses_a_foreign_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """make_demo replaces --out whole: only a folder that holds a demo corpus (truth.json) or nothing."""
+    from stage1_face_extraction.stages import make_demo
+
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "params.yaml").write_text("demo: {}\n")
+    monkeypatch.chdir(repo)
+    with caplog.at_level("ERROR"):
+        assert make_demo.main(["--params", "params.yaml", "--out", ".", "--no-progress"]) == 2
+    assert "refusing to empty" in caplog.text and (repo / ".git").is_dir()
+    mine = repo / "notes"
+    mine.mkdir()
+    (mine / "todo.txt").write_text("keep")
+    assert make_demo.main(["--params", "params.yaml", "--out", "notes", "--no-progress"]) == 2
+    assert (mine / "todo.txt").read_text() == "keep"
