@@ -104,9 +104,9 @@ def run_stage(meld: Path, work: Path, workers: int, n: int, interval: float, max
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["data"].update(meld_root=str(meld), splits={"train": {"csv": "train_sent_emo.csv",
                                                                  "clips": "train_splits"}})
-    params["stage1"]["workers"] = workers
+    params["runtime"]["stage1"]["workers"] = workers  # runner knobs: params.yaml's runtime section
     if max_tasks is not None:
-        params["stage1"]["worker_max_tasks"] = max_tasks
+        params["runtime"]["stage1"]["worker_max_tasks"] = max_tasks
     ppath = work / "params.yaml"
     ppath.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
@@ -137,7 +137,7 @@ def run_stage(meld: Path, work: Path, workers: int, n: int, interval: float, max
         raise SystemExit(f"extract_faces failed ({proc.returncode}); see {work / 'extract_faces.log'}")
     summary = json.loads((work / "faces_summary.json").read_text())
     return {"samples": samples, "per_pid": per_pid, "wall_s": wall, "summary": summary, "main_pid": proc.pid,
-            "worker_pids": worker_pids, "worker_max_tasks": params["stage1"].get("worker_max_tasks")}
+            "worker_pids": worker_pids, "worker_max_tasks": params["runtime"]["stage1"].get("worker_max_tasks")}
 
 
 def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | None = None,
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, help="clips to run (default 500; omitted with --plot --compare: none)")
     ap.add_argument("--unique", type=int, default=0, help="clips to render (0 = all); the rest reuse them")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--worker-max-tasks", type=int, help="stage1.worker_max_tasks (default: params.yaml's)")
+    ap.add_argument("--worker-max-tasks", type=int, help="runtime.stage1.worker_max_tasks (default: params.yaml's)")
     ap.add_argument("--work", type=Path, help="work folder (default: a new temp folder, kept)")
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between memory samples")
     ap.add_argument("--seed", type=int, default=7)

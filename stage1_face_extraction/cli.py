@@ -38,7 +38,7 @@ import cv2
 from tqdm import tqdm
 
 from stage1_face_extraction.executors import ClipJob, error_result
-from stage1_face_extraction.params import ConfigError, from_dict, load_params
+from stage1_face_extraction.params import ConfigError, from_dict, load_params, with_runtime
 from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
 from stage1_face_extraction.stages._common import setup_logging
 from stage1_face_extraction.store import (
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(logging.WARNING if args.quiet else logging.INFO)
     try:
-        section = load_params(args.params).get("stage1", {}) if args.params else {}
-        cfg = from_dict(Stage1Config, section, "stage1")
+        params = load_params(args.params) if args.params else {}
+        cfg = from_dict(Stage1Config, with_runtime(params, "stage1", params.get("stage1", {})), "stage1")
         pipe = FacePipeline(cfg)  # checks the detector / scorer names and keys (stage1.detector.*, ...)
     except (ConfigError, ValueError, TypeError, FileNotFoundError) as exc:
         log.error("%s", exc)

@@ -4,10 +4,10 @@ grouped for identity.
 Each worker (a pool process or a Ray actor) builds its
 :class:`~stage1_face_extraction.pipeline.FacePipeline` once (models loaded once per worker) and
 limits torch to ``torch_threads`` threads, so the workers share the cores instead of
-oversubscribing them. ``stage1.executor`` picks the backend: ``local`` (default; ``workers``
+oversubscribing them. ``runtime.stage1.executor`` picks the backend: ``local`` (default; ``workers``
 processes, <= 1: in this process; each process is replaced by a fresh one after
 ``worker_max_tasks`` clip steps, :class:`RecyclingPool`, so that memory stays flat over a long run)
-or ``ray`` (``stage1.ray``: actors on the cluster at
+or ``ray`` (``runtime.stage1.ray``: actors on the cluster at
 ``ray.address``; ``ray`` is imported only then).
 
 Clips are processed in two steps (``FacePipeline.analyse`` then ``finish``). When the identity step
@@ -134,7 +134,7 @@ def _after_step() -> None:
     after every step costs ~30 % of the throughput (the pages are faulted in again for the next
     clip). Measured with benchmarks/stage1_load.py, which reports each process' memory. What the
     trims leave (the peak within a clip creeps up, ~+0.5 GB per worker over 150 clips) goes with the
-    process: the local pool replaces its workers every ``stage1.worker_max_tasks`` steps."""
+    process: the local pool replaces its workers every ``runtime.stage1.worker_max_tasks`` steps."""
     global _steps
     _steps += 1
     if _steps % TRIM_EVERY == 0:
@@ -375,7 +375,7 @@ class RecyclingPool:
 
 class _LocalPool(_Backend):
     """``workers`` spawned processes on this machine (:class:`RecyclingPool`), each replaced after
-    ``stage1.worker_max_tasks`` clip steps."""
+    ``runtime.stage1.worker_max_tasks`` clip steps."""
 
     def __init__(self, cfg: Stage1Config, workers: int) -> None:
         self._pool = RecyclingPool(workers, cfg.worker_max_tasks, _init_worker, (cfg,))
@@ -390,7 +390,7 @@ class _LocalPool(_Backend):
     def close(self) -> None:
         self._pool.shutdown()
         if self._pool.replaced:
-            log.info("%d stage-1 worker processes replaced (stage1.worker_max_tasks: %d)", self._pool.replaced,
+            log.info("%d stage-1 worker processes replaced (runtime.stage1.worker_max_tasks: %d)", self._pool.replaced,
                      self._pool.max_tasks)
 
 
@@ -418,8 +418,8 @@ def _import_ray():
         import ray
     except ImportError as exc:
         raise RuntimeError(
-            "stage1.executor is 'ray' but the ray package is not installed: "
-            "pip install 'ray==2.60.0' (or pip install -e '.[ray]'), or set stage1.executor: local"
+            "runtime.stage1.executor is 'ray' but the ray package is not installed: "
+            "pip install 'ray==2.60.0' (or pip install -e '.[ray]'), or set runtime.stage1.executor: local"
         ) from exc
     return ray
 
@@ -445,7 +445,7 @@ def _copied(fut: Future) -> Future:
 
 
 class _RayActors(_Backend):
-    """``stage1.ray.actors`` FacePipeline actors on the Ray cluster at ``stage1.ray.address``.
+    """``runtime.stage1.ray.actors`` FacePipeline actors on the Ray cluster at ``runtime.stage1.ray.address``.
 
     Joins the Ray session of this process when there is one (and leaves it running), else
     ``ray.init(address)`` and ``ray.shutdown()`` at the end. Each clip goes to the actor with the
@@ -458,7 +458,7 @@ class _RayActors(_Backend):
         rc = cfg.ray
         self._started = False
         if ray.is_initialized():
-            log.info("stage1.executor ray: using this process's Ray session (stage1.ray.address not used)")
+            log.info("runtime.stage1.executor ray: using this process's Ray session (runtime.stage1.ray.address not used)")
         else:
             ray.init(address=rc.address)
             self._started = True
@@ -472,7 +472,7 @@ class _RayActors(_Backend):
                     n = min(n, int(res.get("GPU", 0) // rc.num_gpus))
                 if n < 1:
                     raise RuntimeError(f"the Ray cluster has no room for one actor of {cpus} CPU(s) and "
-                                       f"{rc.num_gpus} GPU(s) (resources: {res}); set stage1.ray.actors")
+                                       f"{rc.num_gpus} GPU(s) (resources: {res}); set runtime.stage1.ray.actors")
             actor = ray.remote(num_cpus=cpus, num_gpus=rc.num_gpus, max_restarts=rc.max_retries,
                                max_task_retries=rc.max_retries)(_PipelineActor)
             self._actors = [actor.remote(cfg) for _ in range(n)]
@@ -481,7 +481,7 @@ class _RayActors(_Backend):
             raise
         self._calls: list[list[Future]] = [[] for _ in self._actors]
         self.slots = n
-        log.info("stage1.executor ray: %d actors (%d CPU%s each) on %s", n, cpus, "s" if cpus > 1 else "",
+        log.info("runtime.stage1.executor ray: %d actors (%d CPU%s each) on %s", n, cpus, "s" if cpus > 1 else "",
                  rc.address or "the default Ray cluster")
 
     def _submit(self, method: str, *args) -> Future:

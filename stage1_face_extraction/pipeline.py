@@ -60,12 +60,12 @@ def _default_asd() -> dict[str, Any]:
     return {"name": "av_sync"}
 
 
-EXECUTORS = ("local", "ray")  # stage1.executor: where ClipRunner runs the per-clip steps
+EXECUTORS = ("local", "ray")  # runtime.stage1.executor: where ClipRunner runs the per-clip steps
 
 
 @dataclass
 class RayConfig:
-    """``stage1.ray``: how ``executor: ray`` runs the clips (``executors.ClipRunner``).
+    """``runtime.stage1.ray``: how ``executor: ray`` runs the clips (``executors.ClipRunner``).
 
     ``address``: the Ray cluster (``ray.init(address=...)``): null = ``$RAY_ADDRESS``, else the
     cluster ``ray start`` started on this machine, else a new local instance; ``auto`` = an
@@ -82,14 +82,14 @@ class RayConfig:
 
     def __post_init__(self) -> None:
         if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
-            raise ValueError(f"stage1.ray.address must be null or a non-empty string, got {self.address!r}")
+            raise ValueError(f"runtime.stage1.ray.address must be null or a non-empty string, got {self.address!r}")
         if self.actors is not None and (isinstance(self.actors, bool) or not isinstance(self.actors, int)
                                         or self.actors < 1):
-            raise ValueError(f"stage1.ray.actors must be null or an integer >= 1, got {self.actors!r}")
+            raise ValueError(f"runtime.stage1.ray.actors must be null or an integer >= 1, got {self.actors!r}")
         if isinstance(self.num_gpus, bool) or not isinstance(self.num_gpus, int | float) or self.num_gpus < 0:
-            raise ValueError(f"stage1.ray.num_gpus must be a number >= 0, got {self.num_gpus!r}")
+            raise ValueError(f"runtime.stage1.ray.num_gpus must be a number >= 0, got {self.num_gpus!r}")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"stage1.ray.max_retries must be an integer >= 0, got {self.max_retries!r}")
+            raise ValueError(f"runtime.stage1.ray.max_retries must be an integer >= 0, got {self.max_retries!r}")
 
 
 @dataclass
@@ -128,10 +128,10 @@ class Stage1Config:
             if not isinstance(value, dict) or "name" not in value:
                 raise ValueError(f"stage1.{key} must be a mapping with a 'name' key, got {value!r}")
         if self.executor not in EXECUTORS:
-            raise ValueError(f"stage1.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+            raise ValueError(f"runtime.stage1.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if isinstance(self.worker_max_tasks, bool) or not isinstance(self.worker_max_tasks, int) \
                 or self.worker_max_tasks < 0:
-            raise ValueError(f"stage1.worker_max_tasks must be an integer >= 0 (0: never), got {self.worker_max_tasks!r}")
+            raise ValueError(f"runtime.stage1.worker_max_tasks must be an integer >= 0 (0: never), got {self.worker_max_tasks!r}")
         if self.max_frames < 1 or self.face_size < 16:
             raise ValueError("stage1.max_frames must be >= 1 and face_size >= 16")
         self.select.max_frames = self.max_frames

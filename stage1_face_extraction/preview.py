@@ -14,6 +14,7 @@ import av
 import cv2
 import numpy as np
 
+from stage1_face_extraction import bitexact
 from stage1_face_extraction.pipeline import ClipResult
 from stage1_face_extraction.video import iter_frames, probe
 
@@ -56,11 +57,11 @@ def write_preview(clip_path: str | Path, result: ClipResult, out_path: str | Pat
     info = probe(clip_path)
     rate = Fraction(info.fps).limit_denominator(1001)
     tmp = out_path.with_name(out_path.name + ".tmp.mp4")
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=rate)
+    with av.open(str(tmp), "w", format="mp4", options=bitexact.CONTAINER) as container:
+        # one x264 thread, no version strings: the same bytes whatever the machine's core count
+        stream = container.add_stream("libx264", rate=rate, options=bitexact.x264(crf, "veryfast"))
         stream.width, stream.height = info.width - info.width % 2, info.height - info.height % 2
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
         for fr in iter_frames(clip_path):
             img = annotate(fr.image, result, fr.index)[: stream.height, : stream.width]
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):

@@ -6,16 +6,24 @@ output ``persist: true`` in ``dvc.yaml`` and use a :class:`RunState`: at the sta
 ``<out>/.run-in-progress.json`` records a fingerprint of everything the outputs depend on (the
 stage's params section, the input files' hashes or sizes and mtimes, the package's code). A rerun
 with the same fingerprint resumes; anything else (another fingerprint, or an earlier run that
-finished and so left no marker) starts over from an empty folder. The marker is removed when the
-run finishes, so a finished output holds exactly what an uninterrupted run writes. A run that
+finished and so left no marker) starts over from an empty folder. The marker is written only after
+the outputs of another run are deleted (a kill during the deletion leaves the old marker, or none:
+the rerun deletes again, never mistaking half-deleted folders for its own). The marker is removed
+when the run finishes, so a finished output holds exactly what an uninterrupted run writes. A run that
 reaches its end with clips whose processing raised (manifest status ``error``) has not finished:
 it keeps the marker (and exits 1), so a rerun with the same inputs resumes and retries those clips.
 
+    check_own_output(out, "extract_faces")  # never empty a folder that is not the stage's own
     state = RunState(out, fingerprint({"stage1": to_dict(cfg), "table": file_digest(table)}))
-    if state.begin() != "resume":
-        remove(outputs_of_an_earlier_run)
+    state.begin(clear=lambda how: how != "resume" and remove(outputs_of_an_earlier_run))
     ...                                   # write the outputs (resumable, see store.py)
     state.finish()
+
+A stage that empties its output folder first checks that the folder is its own
+(:func:`check_own_output`): never the current folder or one above it, never a folder holding a
+repository (``.git``, ``.dvc``, ``dvc.yaml``), and a non-empty folder only when it carries the
+stage's ownership file (``.facialmmt-output.json``, written by :meth:`RunState.begin` and
+:func:`claim_output`) or has the stage's own layout (``legacy``: outputs written before that file).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +41,49 @@ from .store import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 MARKER = ".run-in-progress.json"
+OWNER = ".facialmmt-output.json"
+
+
+class ForeignOutputError(ValueError):
+    """A stage was asked to empty a folder that is not its own output."""
+
+
+def check_own_output(out: str | Path, stage: str, legacy: Callable[[Path], bool] | None = None) -> None:
+    """Raise :class:`ForeignOutputError` unless ``out`` is a folder ``stage`` may empty (module docstring)."""
+    out = Path(out)
+    real = out.resolve()
+    cwd = Path.cwd().resolve()
+    if real == cwd or real in cwd.parents or real == Path.home().resolve():
+        raise ForeignOutputError(f"refusing to empty {out}: it is the current folder, a folder above it or the "
+                                 "home folder; give the stage an output folder of its own (e.g. under data/)")
+    for mark in (".git", ".dvc", "dvc.yaml"):
+        if (real / mark).exists():
+            raise ForeignOutputError(f"refusing to empty {out}: it holds {mark} (a repository); give the stage "
+                                     "an output folder of its own (e.g. under data/)")
+    if not real.exists():
+        return
+    if not real.is_dir():
+        raise ForeignOutputError(f"refusing to use {out}: it is not a folder")
+    if not any(real.iterdir()):
+        return
+    owner = real / OWNER
+    if owner.is_file():
+        try:
+            who = json.loads(owner.read_text(encoding="utf-8")).get("stage")
+        except (OSError, ValueError, AttributeError):
+            who = None
+        if who == stage:
+            return
+        raise ForeignOutputError(f"refusing to empty {out}: it is the output of {who!r}, not of {stage!r}")
+    if legacy is not None and legacy(real):
+        return
+    raise ForeignOutputError(f"refusing to empty {out}: a non-empty folder that is not an output of {stage} "
+                             f"(no {OWNER}); delete it yourself or name another folder")
+
+
+def claim_output(out: str | Path, stage: str) -> None:
+    """Mark ``out`` as ``stage``'s own output folder (see :func:`check_own_output`)."""
+    atomic_write_bytes(Path(out) / OWNER, (json.dumps({"stage": stage}) + "\n").encode())
 
 
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -74,9 +125,10 @@ def fingerprint(parts: Mapping[str, Any]) -> str:
 class RunState:
     """The in-progress marker of a resumable run writing into ``out`` (see the module docstring)."""
 
-    def __init__(self, out: str | Path, fp: str) -> None:
+    def __init__(self, out: str | Path, fp: str, stage: str | None = None) -> None:
         self.out = Path(out)
         self.fp = fp
+        self.stage = stage  # with a stage name, begin() also claims ``out`` as its own (OWNER)
         self.marker = self.out / MARKER
 
     def _stored(self) -> str | None:
@@ -85,11 +137,12 @@ class RunState:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def begin(self) -> str:
+    def begin(self, clear: Callable[[str], object] | None = None) -> str:
         """Start (or resume) the run; returns ``"resume"`` (an interrupted run with the same
         fingerprint), ``"changed"`` (an interrupted run with other inputs: remove its outputs with
         :func:`remove`) or ``"new"`` (no interrupted run: outputs found in ``out`` come from a
-        finished earlier run). Then the marker is (re)written."""
+        finished earlier run). ``clear(state)`` is called next, to delete another run's outputs;
+        only then is the marker (re)written (and, with ``stage``, the ownership file)."""
         stored = self._stored() if self.marker.exists() else None
         if stored == self.fp:
             log.info("%s: resuming an interrupted run with the same inputs", self.out)
@@ -100,6 +153,10 @@ class RunState:
             state = "changed"
         else:
             state = "new"
+        if clear is not None:
+            clear(state)  # a kill in here leaves the old marker (or none): the rerun clears again
+        if self.stage is not None:
+            claim_output(self.out, self.stage)
         atomic_write_bytes(self.marker, (json.dumps({"fingerprint": self.fp}) + "\n").encode())
         return state
 

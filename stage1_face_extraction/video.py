@@ -41,6 +41,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from . import bitexact
 from .types import Frame, VideoInfo
 
 logger = logging.getLogger(__name__)
@@ -349,19 +350,20 @@ def write_video(
     H and W must be even (yuv420p); all frames must have the size of the first.
     """
     path = Path(path)
-    options = {"movflags": "faststart"} if faststart else {}
+    options = {**bitexact.CONTAINER, **({"movflags": "faststart"} if faststart else {})}
     container = av.open(str(path), mode="w", options=options)
     try:
-        vs = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        # bit-exact: one x264 thread, no version strings (the bytes do not depend on the machine)
+        vs = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
+                                  options=bitexact.x264(crf, preset))
         vs.pix_fmt = "yuv420p"
-        vs.options = {"crf": str(crf), "preset": preset}
         if times is not None:
             vs.codec_context.time_base = Fraction(1, 1000)
         if rotation % 360:
             vs.set_display_rotation(int(rotation))
         astream = None
         if audio is not None:
-            astream = container.add_stream("aac", rate=sr)
+            astream = container.add_stream("aac", rate=sr, options=bitexact.AAC)
             astream.layout = "mono"
         n = 0
         for i, image in enumerate(frames):

@@ -16,7 +16,7 @@ Checks, each reported as OK, WARN or FAIL with one message and, for a problem, o
   ``model.text_encoder`` incl. ``pkg:``; ``fer.checkpoint``; the Aff-Wild2 folder). Nothing is
   loaded: only paths are resolved. ``random_init: true`` is a WARN (demo only);
 * **machine**: the GPU (name, memory, bf16) against ``train.precision`` and the configured devices;
-  CPU cores against ``stage1.workers``; free disk at the outputs, the DVC cache and the default
+  CPU cores against ``runtime.stage1.workers``; free disk at the outputs, the DVC cache and the default
   DVC remote against what the run will write;
 * an **estimate** of the run time per stage from the corpus size and :data:`RATES`.
 
@@ -299,7 +299,7 @@ class Doctor:
     # --------------------------------------------------------------------------- config
 
     def check_config(self) -> bool:
-        from stage1_face_extraction.params import ConfigError, from_dict, load_params
+        from stage1_face_extraction.params import ConfigError, from_dict, load_params, with_runtime
         from stage1_face_extraction.stages import param_sections as stage1_sections
         from stage2_mer.stages import param_sections as stage2_sections
 
@@ -320,7 +320,7 @@ class Doctor:
                          f"copy the '{section}' section from the repository's params.yaml")
                 continue
             try:
-                self.cfg[section] = from_dict(cls, node, section)
+                self.cfg[section] = from_dict(cls, with_runtime(self.raw, section, node), section)
             except (ValueError, TypeError) as exc:  # ConfigError, MeldFormatError, __post_init__ checks
                 self.add(FAIL, name, str(exc), "fix the key in params.yaml (the message lists the valid ones)")
                 continue
@@ -329,7 +329,7 @@ class Doctor:
                 self.add(FAIL, name, problem, "fix the key in params.yaml (the message lists the valid ones)")
             else:
                 self.add(OK, name, f"valid ({cls.__name__})")
-        known = {s.split(".")[0] for s in sections}
+        known = {s.split(".")[0] for s in sections} | {"runtime"}  # runner knobs, merged into the sections above
         for extra in sorted(set(self.raw) - known):
             self.add(WARN, f"config {extra}", f"no stage reads section '{extra}' (a typo?)",
                      "remove it or rename it to the section it was meant for")
@@ -836,15 +836,15 @@ class Doctor:
 
             ray = stage1.ray
             if importlib.util.find_spec("ray") is None:
-                self.add(FAIL, "stage1.executor", "ray, but Ray is not installed",
-                         "pip install 'ray[default]' (README: Scale-out), or stage1.executor: local")
+                self.add(FAIL, "runtime.stage1.executor", "ray, but Ray is not installed",
+                         "pip install 'ray[default]' (README: Scale-out), or runtime.stage1.executor: local")
             else:
-                self.add(OK, "stage1.executor", f"ray: address {ray.address or '$RAY_ADDRESS / this machine'}, "
+                self.add(OK, "runtime.stage1.executor", f"ray: address {ray.address or '$RAY_ADDRESS / this machine'}, "
                          f"actors {ray.actors or 'as many as the cluster holds'}")
             self.add(OK, "cpu", msg)
         elif stage1 is not None and stage1.workers * stage1.torch_threads > cores:
-            self.add(WARN, "cpu", f"{msg}; stage1.workers {stage1.workers} x torch_threads {stage1.torch_threads} "
-                     "oversubscribes them", f"set stage1.workers: {max(1, cores // max(1, stage1.torch_threads))}")
+            self.add(WARN, "cpu", f"{msg}; runtime.stage1.workers {stage1.workers} x stage1.torch_threads {stage1.torch_threads} "
+                     "oversubscribes them", f"set runtime.stage1.workers: {max(1, cores // max(1, stage1.torch_threads))}")
         else:
             self.add(OK, "cpu", msg)
 

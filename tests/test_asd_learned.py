@@ -335,14 +335,35 @@ def test_wrong_or_truncated_checkpoints_fail_clearly(tmp_path: Path) -> None:
         create_scorer("light_asd", checkpoint=str(st))
 
 
-def test_pickled_objects_need_the_trusted_flag(tmp_path: Path) -> None:
+def test_pickled_objects_are_refused_with_no_way_around(tmp_path: Path) -> None:
+    """A checkpoint that pickles a class (here argparse.Namespace, in the real world possibly
+    os.system) is never unpickled: a clear error, and the old trusted_checkpoint flag is gone
+    (an unknown key), so no params value can turn the full unpickle on."""
+    import os
+
     path = tmp_path / "pickled.model"
     torch.save({"args": argparse.Namespace(lr=0.001), **LightASD().state_dict()}, path)
-    with pytest.raises(CheckpointError, match="trusted_checkpoint: true"):
+    with pytest.raises(CheckpointError, match="pickled objects.*convert it once"):
         create_scorer("light_asd", checkpoint=str(path))
-    # trusted: unpickled, and then the layout check names the stray entry
-    with pytest.raises(CheckpointError, match="unexpected key.*args"):
+    with pytest.raises(ConfigError, match="trusted_checkpoint"):
         create_scorer("light_asd", checkpoint=str(path), trusted_checkpoint=True)
+    # a file naming os.system (a payload that would run a shell on unpickle) fails the same way, and
+    # nothing ran: the canary file is never created
+    canary = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {canary}",))
+
+    evil = tmp_path / "evil.model"
+    torch.save({"x": Payload(), **LightASD().state_dict()}, evil)
+    with pytest.raises(CheckpointError, match="pickled objects"):
+        create_scorer("light_asd", checkpoint=str(evil))
+    assert not canary.exists()
+    # the published form, a plain state dict, loads
+    plain = tmp_path / "plain.model"
+    torch.save(LightASD().state_dict(), plain)
+    create_scorer("light_asd", checkpoint=str(plain))
 
 
 def test_config_is_strict() -> None:

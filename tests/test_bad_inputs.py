@@ -184,9 +184,12 @@ def _csv(root: Path) -> Path:
 def _params(repo_root: Path, path: Path, meld: Path) -> Path:
     p = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
     p["data"].update(meld_root=str(meld), splits={"train": {"csv": "train_sent_emo.csv", "clips": "train_splits"}})
-    p["stage1"].update(workers=1, previews=len(CASES), contact_sheets=len(CASES), utts_per_shard=4)
-    p["features"]["audio"].update(name="fbank", workers=0)
-    p["features"]["visual"].update(name="dlib_resnet", workers=0)
+    p["stage1"].update(previews=len(CASES), contact_sheets=len(CASES), utts_per_shard=4)
+    p["runtime"]["stage1"]["workers"] = 1
+    p["features"]["audio"]["name"] = "fbank"
+    p["features"]["visual"]["name"] = "dlib_resnet"
+    for modality in ("audio", "visual"):
+        p["runtime"]["features"][modality]["workers"] = 0
     path.write_text(yaml.safe_dump(p, sort_keys=False), encoding="utf-8")
     return path
 
@@ -294,7 +297,8 @@ def test_unusual_clips_give_upright_crops_and_previews(run: dict) -> None:
     for utt in ("dia1_utt1", "dia1_utt3"):  # odd size; rotated: the track box is upright-shaped
         box = records[utt]["tracks"][0]["mid_box"]
         assert box[3] - box[1] > 0.8 * (box[2] - box[0]), (utt, box)
-    previews = sorted(p.stem for p in (run["faces"] / "train" / "previews").glob("*"))
+    pictures = run["faces"].with_name(run["faces"].name + "_pictures")  # extract_faces' default --pictures
+    previews = sorted(p.stem for p in (pictures / "train" / "previews").glob("*"))
     ran = sorted(u for u, (_, want) in CASES.items() if want not in ("decode_error", "missing"))
     assert previews == ran
 

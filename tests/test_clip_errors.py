@@ -92,7 +92,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict:
     (meld / "train_sent_emo.csv").write_text("\r\n".join(rows) + "\r\n", encoding="utf-8")
     p = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
     p["data"].update(meld_root=str(meld), splits={"train": {"csv": "train_sent_emo.csv", "clips": "train_splits"}})
-    p["stage1"].update(workers=1, utts_per_shard=2, previews=0, contact_sheets=0)
+    p["stage1"].update(utts_per_shard=2, previews=0, contact_sheets=0)
+    p["runtime"]["stage1"]["workers"] = 1
     p["stage1"]["detector"]["name"] = "fault_mtcnn"
     p["stage1"]["identity"]["scope"] = "none"
     p["stage1"]["select"].update(min_speaking=0.0, min_margin=0.0)  # a still photo: take its face anyway

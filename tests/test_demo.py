@@ -39,7 +39,9 @@ CAST = ["Rachel", "Monica", "Ross", "Chandler", "Joey", "Phoebe", "Eileen"]
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     params = root / "params.yaml"
-    params.write_text(yaml.safe_dump({"demo": SMALL}), encoding="utf-8")
+    demo = {k: v for k, v in SMALL.items() if k != "workers"}  # workers: a runner knob (runtime.demo)
+    params.write_text(yaml.safe_dump({"demo": demo, "runtime": {"demo": {"workers": SMALL["workers"]}}}),
+                      encoding="utf-8")
     out = root / "MELD.Raw"
     assert make_demo.main(["--params", str(params), "--out", str(out), "--no-progress"]) == 0
     assert not [p for p in root.iterdir() if p.name.startswith(".MELD.Raw")], "temp folder left behind"

@@ -190,12 +190,30 @@ def test_cli_json_on_stdout_is_quick(repo_root, tmp_path):
     assert wall < 60, f"doctor took {wall:.1f} s"
 
 
-def test_rates_table_is_documented():
+def test_rates_table_is_documented_and_drives_the_estimate(repo_root, small_demo, tmp_path, monkeypatch):
+    """Every rate says where it comes from (a benchmark script it names exists), and the estimate is computed from the table: doubling a rate halves its stage's time."""
+    import dataclasses
+    import re
+
     for key, rate in doctor.RATES.items():
         assert rate.value > 0 and rate.unit and rate.source, key
-    assert doctor.RATES["features.inception_resnet_v1"].value == 25.9
-    assert doctor.RATES["features.wav2vec2"].value == 6.2
-    assert abs(sum(v for v, _ in doctor.STAGE1_PARTS.values()) - 1.11) < 0.01
+        scripts = re.findall(r"benchmarks/[\w/]+\.py", rate.source)
+        for script in scripts:
+            assert (repo_root / script).is_file(), f"{key}: its source {script} does not exist"
+    params = _params(repo_root, tmp_path, lambda p: p["data"].update(meld_root=str(small_demo)))
+
+    def seconds(rates) -> dict[str, float]:
+        monkeypatch.setattr(doctor, "RATES", rates)
+        _, report = _run(params, repo_root, tmp_path, "--sample", "0")
+        return {r["stage"]: r["seconds"] for r in report["estimate"]}
+
+    base = seconds(dict(doctor.RATES))
+    faster = dict(doctor.RATES)
+    key = "features.inception_resnet_v1"
+    faster[key] = dataclasses.replace(faster[key], value=2 * faster[key].value)
+    fast = seconds(faster)
+    assert fast["features@visual"] == pytest.approx(base["features@visual"] / 2, rel=0.02), (base, fast)
+    assert fast["extract_faces"] == pytest.approx(base["extract_faces"]), "only the visual features' time changes"
 
 
 @pytest.mark.gpu

@@ -118,14 +118,15 @@ def test_previews_and_the_report(repro_dir):
     for split in ("train", "dev", "test"):
         manifest = [json.loads(x) for x in (repro_dir / f"data/faces/{split}/manifest.jsonl").read_text().splitlines()]
         firsts = [r for r in manifest[:4] if r["status"] not in ("missing", "decode_error")]
-        previews = sorted((repro_dir / f"data/faces/{split}/previews").glob("*.mp4"))
+        assert not (repro_dir / f"data/faces/{split}/previews").exists()  # pictures: their own DVC output
+        previews = sorted((repro_dir / f"data/faces_pictures/{split}/previews").glob("*.mp4"))
         assert [p.stem for p in previews] == [r["utt_id"] for r in firsts]
         info = probe(previews[0])
         assert info.n_frames == firsts[0]["n_frames"], (info, firsts[0]["n_frames"])
     r = subprocess.run([sys.executable, "-m", "stage1_face_extraction.stages.report"], cwd=repro_dir,
                        env=_env(repro_dir), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    for where in ("data/faces/train/previews/", "data/faces/train/sheets/", "data/eval/metrics.json",
+    for where in ("data/faces_pictures/train/previews/", "data/faces_pictures/train/sheets/", "data/eval/metrics.json",
                   "data/eval/confusion.png", "dvc plots show"):
         assert where in r.stdout, (where, r.stdout)
 
@@ -215,6 +216,66 @@ def test_changing_stage1_params_changes_only_extract_faces(repro_dir):
     assert _changed_stages(repro_dir) == set()
 
 
+def test_runner_knobs_change_no_stage(repro_dir):
+    """runtime.* (workers, executor, ray, recycling) is listed by no stage: nothing to re-run."""
+    def edit(p):
+        p["runtime"]["stage1"].update(workers=1, worker_max_tasks=3, executor="ray")
+        p["runtime"]["demo"]["workers"] = 1
+        for modality in ("visual", "audio"):
+            p["runtime"]["features"][modality]["workers"] = 0
+
+    with _edited_params(repro_dir, edit):
+        assert _changed_stages(repro_dir) == set()
+
+
+def test_editing_code_a_stage_runs_makes_it_stale(repro_dir):
+    """stage2_mer/train/metrics.py is run by train and evaluate (evaluate listed only its own script
+    before issue 17); stage1_face_extraction/preview.py by extract_faces."""
+    for rel, expected in (("stage2_mer/train/metrics.py", {"train", "evaluate"}),
+                          ("stage1_face_extraction/preview.py", {"extract_faces"})):
+        path = repro_dir / rel
+        saved = path.read_bytes()
+        try:
+            path.write_bytes(saved + b"\n# an edit\n")
+            assert _changed_stages(repro_dir) == expected, rel
+        finally:
+            path.write_bytes(saved)
+    assert _changed_stages(repro_dir) == set()
+
+
+def test_more_previews_rerun_nothing_downstream(repro_dir):
+    """The pictures are their own output (data/faces_pictures): asking for other previews and sheets
+    re-runs extract_faces, whose data/faces comes out byte-identical, so no later stage runs."""
+    before = _lock_outs(repro_dir)
+
+    def edit(p):
+        p["stage1"].update(previews=1, contact_sheets=1)
+        p["stage1"]["identity"]["sheets"] = 1
+
+    try:
+        with _edited_params(repro_dir, edit):
+            assert _changed_stages(repro_dir) == {"extract_faces"}
+            r = _dvc(["repro"], repro_dir)
+            assert r.returncode == 0, f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+            assert "Running stage 'extract_faces'" in r.stdout
+            ran = [line for line in r.stdout.splitlines() if line.startswith("Running stage")]
+            assert ran == ["Running stage 'extract_faces':"], ran
+            after = _lock_outs(repro_dir)
+            assert after["extract_faces"]["data/faces"] == before["extract_faces"]["data/faces"]
+            assert after["extract_faces"]["data/faces_pictures"] != before["extract_faces"]["data/faces_pictures"]
+            assert len(list((repro_dir / "data/faces_pictures/train/previews").glob("*.mp4"))) == 1
+    finally:  # back to the committed state for any later test
+        _git(["checkout", "--", "params.yaml", "dvc.lock"], repro_dir)
+        r = _dvc(["checkout", "-q", "--force"], repro_dir)
+        assert r.returncode == 0, r.stderr
+    assert _changed_stages(repro_dir) == set()
+
+
+def _lock_outs(root: Path) -> dict[str, dict[str, str]]:
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    return {name: {o["path"]: o.get("md5") for o in stage.get("outs", [])} for name, stage in lock["stages"].items()}
+
+
 def test_features_outputs(repro_dir):
     for modality, name, dim in (("visual", "inception_resnet_v1", 512), ("audio", "wav2vec2", 768)):
         summary = json.loads((repro_dir / f"data/features/{modality}_summary.json").read_text())
@@ -235,9 +296,18 @@ def test_train_and_evaluate_outputs(repro_dir):
     assert (repro_dir / "data/model/model.safetensors").stat().st_size > 1000
     metrics = json.loads((repro_dir / "data/eval/metrics.json").read_text())
     assert {"weighted_f1", "macro_f1", "accuracy", "per_class_f1"} <= set(metrics) and metrics["n"] == 4
-    assert 0.0 <= metrics["weighted_f1"] <= 100.0 and len(metrics["per_class_f1"]) == 7
+    assert len(metrics["per_class_f1"]) == 7
     rows = list(csv.DictReader((repro_dir / "data/eval/predictions.csv").open()))
     assert len(rows) == 4 and all(abs(sum(float(r[k]) for k in r if k.startswith("p_")) - 1) < 1e-3 for r in rows)
+    # the metrics are those of the predictions written beside them (recomputed independently)
+    from sklearn.metrics import accuracy_score, f1_score
+
+    truth, pred = [r["true"] for r in rows], [r["predicted"] for r in rows]
+    assert all(r["predicted"] == max((k for k in r if k.startswith("p_")), key=lambda k: float(r[k]))[2:]
+               for r in rows), "predicted must be the most probable class"
+    assert metrics["weighted_f1"] == pytest.approx(100 * f1_score(truth, pred, average="weighted", zero_division=0),
+                                                   abs=0.01)
+    assert metrics["accuracy"] == pytest.approx(100 * accuracy_score(truth, pred), abs=0.01)
     assert (repro_dir / "data/eval/confusion.png").stat().st_size > 1000
     train = json.loads((repro_dir / "data/train_metrics.json").read_text())
     assert "weighted_f1" in train["dev"]

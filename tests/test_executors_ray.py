@@ -62,7 +62,7 @@ def test_extract_faces_rejects_an_unknown_executor(tmp_path: Path, repo_root: Pa
     from stage1_face_extraction.stages import extract_faces
 
     params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
-    params["stage1"]["executor"] = "spark"
+    params["runtime"]["stage1"]["executor"] = "spark"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params), encoding="utf-8")
     argv = ["--params", str(path), "--utterances", str(tmp_path / "none.parquet"), "--meld-root", str(tmp_path),

@@ -28,6 +28,9 @@ import yaml
 
 from stage1_face_extraction import executors
 from stage1_face_extraction.meld import read_utterance_table
+from stage1_face_extraction.params import RUNTIME_KEYS, load_section
+from stage1_face_extraction.pipeline import Stage1Config
+from stage1_face_extraction.runstate import MARKER, OWNER
 from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import FaceShardReader, read_manifest
 
@@ -39,7 +42,9 @@ SPLITS = ("train", "dev", "test")
 def _write_params(repo_root: Path, path: Path, meld_root: Path, **stage1) -> Path:
     params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
     params["data"]["meld_root"] = str(meld_root)
+    runner = {k: stage1.pop(k) for k in list(stage1) if k in RUNTIME_KEYS["stage1"]}  # runtime.stage1 (not hashed)
     params["stage1"].update(stage1)
+    params["runtime"]["stage1"].update(runner)
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return path
 
@@ -51,6 +56,13 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != "timings.jsonl"
     }
+
+
+def _fingerprint_of(stage: "Stage") -> str:
+    """The run fingerprint extract_faces writes in its marker for the stage's inputs."""
+    cfg = load_section(stage.params, "stage1", Stage1Config)
+    table = read_utterance_table(stage.table)
+    return extract_faces.run_fingerprint(cfg, stage.table, table, stage.meld)
 
 
 def _assert_same(a: dict[str, bytes], b: dict[str, bytes]) -> None:
@@ -71,6 +83,11 @@ class Stage:
             "--params", str(self.params), "--utterances", str(self.table),
             "--meld-root", str(self.meld), "--out", str(out), *extra,
         ]  # fmt: skip
+
+    @property
+    def pictures(self) -> Path:
+        """The reference run's pictures (extract_faces' default --pictures: <out>_pictures)."""
+        return self.ref.with_name(self.ref.name + "_pictures")
 
     @property
     def stage1(self) -> dict:
@@ -124,7 +141,7 @@ def test_stage_outputs(stage: Stage, small_demo: Path) -> None:
     truth = json.loads((small_demo / "truth.json").read_text(encoding="utf-8"))
     table = read_utterance_table(stage.table)
     summary = json.loads(stage.summary.read_text(encoding="utf-8"))
-    assert sorted(p.name for p in stage.ref.iterdir()) == sorted(SPLITS)
+    assert sorted(p.name for p in stage.ref.iterdir()) == sorted([*SPLITS, OWNER])  # OWNER: the stage's folder
     assert sorted(summary) == sorted(SPLITS)
     limit = stage.stage1["contact_sheets"]
     truncated = False
@@ -152,7 +169,8 @@ def test_stage_outputs(stage: Stage, small_demo: Path) -> None:
             assert (rec["status"] == "no_speaker") == (shot_plan == "speaker_off_screen"), (rec["utt_id"], shot_plan)
         # sheets: one PNG for each of the first `contact_sheets` clips with faces
         with_faces = sorted(r["utt_id"] for r in records if r["frames"])
-        sheets = sorted(out.glob("sheets/*.png"))
+        assert not (out / "sheets").exists() and not (out / "previews").exists()  # pictures: in <out>_pictures
+        sheets = sorted((stage.pictures / split).glob("sheets/*.png"))
         assert [p.stem for p in sheets] == with_faces[:limit]
         truncated |= len(with_faces) > limit
         for p in sheets:
@@ -176,7 +194,7 @@ def test_workers_1_and_2_give_identical_bytes(stage: Stage, tmp_path: Path) -> N
     assert replaced and int(replaced[0].split()[0]) >= 2, f"the reference run replaced no worker: {stage.log}"
     out = tmp_path / "faces"
     assert extract_faces.main(stage.argv(out, "--splits", "dev", "--workers", "1")) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["dev"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["dev", OWNER])
     _assert_same(_snapshot(stage.ref / "dev"), _snapshot(out / "dev"))
 
 
@@ -206,17 +224,22 @@ def test_resume_after_simulated_kill(stage: Stage, tmp_path: Path, processed: li
     journal.append(json.dumps(records[redo[0]]))  # finished clip whose shard was never written
     cut = json.dumps(records[redo[-1]])
     (out / extract_faces.JOURNAL).write_text("\n".join(journal) + "\n" + cut[: len(cut) // 2])
-    previews = sorted(p.stem for p in (ref / "previews").glob("*.mp4"))
+    ref_previews = stage.pictures / split / "previews"
+    out_previews = tmp_path / "faces_pictures" / split / "previews"
+    previews = sorted(p.stem for p in ref_previews.glob("*.mp4"))
     stored_previews = [u for u in previews if u in done]
     assert stored_previews, "the first clips of the split should have previews"
-    (out / "previews").mkdir()
+    out_previews.mkdir(parents=True)
     for u in stored_previews[1:]:  # the kill came before the first one's preview was drawn
-        shutil.copy2(ref / "previews" / f"{u}.mp4", out / "previews" / f"{u}.mp4")
+        shutil.copy2(ref_previews / f"{u}.mp4", out_previews / f"{u}.mp4")
+    (out.parent / MARKER).write_text(  # the killed run's marker: same inputs, so the rerun resumes
+        json.dumps({"fingerprint": _fingerprint_of(stage)}) + "\n")
 
     assert extract_faces.main(stage.argv(out.parent, "--splits", split, "--workers", "1")) == 0
     assert sorted(processed) == sorted(redo + stored_previews[:1]), \
         "only the clips of the unfinished shard (and the missing preview) must be redone"
     _assert_same(_snapshot(ref), _snapshot(out))
+    _assert_same(_snapshot(stage.pictures / split), _snapshot(out_previews.parent))
 
 
 def test_resume_after_sigkill(stage: Stage, tmp_path: Path, processed: list[str]) -> None:
@@ -279,7 +302,7 @@ def test_ray_executor_gives_identical_bytes(stage: Stage, tmp_path: Path, monkey
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a local test instance: no token file in ~/.ray
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     params = yaml.safe_load(stage.params.read_text(encoding="utf-8"))
-    params["stage1"].update(executor="ray", ray={"address": "local", "actors": 2})
+    params["runtime"]["stage1"].update(executor="ray", ray={"address": "local", "actors": 2})
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     out = tmp_path / "faces"

@@ -37,10 +37,12 @@ import numpy as np
 import pytest
 import yaml
 
+from stage1_face_extraction.runstate import MARKER
 from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import FaceShardWriter, atomic_write_bytes
 from stage1_face_extraction.video import write_video
 from stage2_mer.features.store import FeatureReader, FeatureWriter
+from test_dvc_pipeline import _lock_outs
 
 HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime"
 
@@ -180,11 +182,13 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> di
     (meld / "train_sent_emo.csv").write_text("\r\n".join(rows) + "\r\n", encoding="utf-8")
     p = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
     p["data"].update(meld_root=str(meld), splits={"train": {"csv": "train_sent_emo.csv", "clips": "train_splits"}})
-    p["stage1"].update(workers=1, utts_per_shard=1, previews=0, contact_sheets=0)
+    p["stage1"].update(utts_per_shard=1, previews=0, contact_sheets=0)
+    p["runtime"]["stage1"]["workers"] = 1
     p["stage1"]["identity"]["scope"] = "none"
     # a still photo does not move its lips: take its face anyway (this is about files, not about ASD)
     p["stage1"]["select"].update(min_speaking=0.0, min_margin=0.0)
-    p["features"]["audio"].update(name="fbank", workers=0)
+    p["features"]["audio"]["name"] = "fbank"
+    p["runtime"]["features"]["audio"]["workers"] = 0
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(p, sort_keys=False), encoding="utf-8")
     table = root / "utterances.parquet"
@@ -302,7 +306,7 @@ def test_features_interrupted_then_resumed(tiny_corpus: dict, tmp_path: Path, mo
 
     assert features.main(argv(tmp_path / "ref")) == 0
     out = tmp_path / "out"
-    monkeypatch.setattr(os, "fsync", _FailingFsync(5))  # run marker; train: shard, index, meta; dev shard fails
+    monkeypatch.setattr(os, "fsync", _FailingFsync(6))  # ownership file, run marker; train: shard, index, meta; dev shard fails
     assert features.main(argv(out)) == 1
     monkeypatch.undo()
     assert (out / ".run-in-progress.json").is_file() and (out / "fbank" / "train" / "meta.json").is_file()
@@ -322,13 +326,15 @@ TINY_DEMO = {"dialogues_per_split": {"train": 1, "dev": 1, "test": 1}, "utteranc
              "duration_min_s": 1.5, "duration_max_s": 2.0}
 
 
-def _project(repo_root: Path, dst: Path) -> Path:
+def _project(repo_root: Path, dst: Path, runtime: dict | None = None) -> Path:
     from test_dvc_pipeline import _copy_project, _dvc, _git
 
     dst.mkdir(parents=True)
     _copy_project(repo_root, dst)
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["demo"].update(TINY_DEMO)
+    for section, knobs in (runtime or {}).items():
+        params["runtime"][section].update(knobs)
     params["stage1"]["utts_per_shard"] = 1  # a shard per clip: a kill finds finished and unfinished shards
     params["train"]["epochs"] = 1
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -340,10 +346,10 @@ def _project(repo_root: Path, dst: Path) -> Path:
     return dst
 
 
-def _repro(d: Path) -> str:
+def _repro(d: Path, *targets: str) -> str:
     from test_dvc_pipeline import _dvc
 
-    r = _dvc(["repro"], d)
+    r = _dvc(["repro", *targets], d)
     assert r.returncode == 0, f"dvc repro failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout + r.stderr
 
@@ -351,11 +357,6 @@ def _repro(d: Path) -> str:
 def _outputs(d: Path) -> dict[str, bytes]:
     """Every file the pipeline wrote (data/), minus the wall-time sidecars (not in any DVC hash)."""
     return _snapshot(d / "data")
-
-
-def _lock_outs(d: Path) -> dict[str, dict]:
-    lock = yaml.safe_load((d / "dvc.lock").read_text())
-    return {name: {o["path"]: o.get("md5") for o in stage.get("outs", [])} for name, stage in lock["stages"].items()}
 
 
 @pytest.fixture(scope="module")
@@ -380,13 +381,13 @@ def test_two_full_runs_give_identical_dvc_lock(reference_run: Path, tmp_path: Pa
     _assert_same(_outputs(reference_run), _outputs(b))
 
 
-def _repro_killed_when(d: Path, ready, what: str, timeout: float = 900) -> str:
+def _repro_killed_when(d: Path, ready, what: str, timeout: float = 900, targets: tuple[str, ...] = ()) -> str:
     """Start ``dvc repro`` in its own process group, SIGKILL the whole group once ``ready()`` is true."""
     from test_dvc_pipeline import _env
 
     log = d.parent / f"killed-{uuid.uuid4().hex[:6]}.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=d, env=_env(d), stdout=fh,
+        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", *targets], cwd=d, env=_env(d), stdout=fh,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
@@ -439,4 +440,61 @@ def test_kill_9_during_extract_faces_and_features_then_rerun(reference_run: Path
     _assert_same(_outputs(reference_run), _outputs(d))
     leftovers = [p for p in (d / "data").rglob("*")
                  if p.name.endswith(".tmp") or (p.name.startswith(".") and p.name != ".gitignore")]  # DVC's
+    assert not leftovers, leftovers
+
+
+# ------------------------------------------------------------------------------------------------
+# the same guarantees, reduced to stage 1 (fast: they run in `make test`, a few minutes on 2 cores)
+
+STAGE1 = ("make_demo", "prepare", "extract_faces")
+ONE = {"stage1": {"workers": 1}, "demo": {"workers": 1}}
+TWO = {"stage1": {"workers": 2, "worker_max_tasks": 3}, "demo": {"workers": 2}}  # stage1.torch_threads is hashed
+
+
+def _stage1_outputs(d: Path) -> dict[str, bytes]:
+    return {k: v for k, v in _outputs(d).items() if not k.startswith(("features", "model", "eval", "affwild2"))}
+
+
+@pytest.fixture(scope="module")
+def stage1_reference(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
+    """``dvc repro extract_faces`` of the tiny demo (9 clips), one process and one torch thread."""
+    d = _project(repo_root, tmp_path_factory.mktemp("stage1_ref") / "project", runtime=ONE)
+    t0 = time.monotonic()
+    _repro(d, "extract_faces")
+    print(f"tiny demo up to extract_faces: {time.monotonic() - t0:.0f} s")
+    return d
+
+
+def test_two_runs_give_identical_hashes_whatever_the_worker_and_thread_counts(stage1_reference: Path,
+                                                                             tmp_path: Path, repo_root: Path) -> None:
+    """Reduced form of test_two_full_runs_give_identical_dvc_lock: a second run from scratch with
+    2 rendering processes and 2 stage-1 workers recycled every 3 steps gives the same dvc.lock
+    outputs and bytes (the runner knobs are not hashed: the same lock, too). Not torch threads:
+    with 2 per worker MTCNN's boxes move in the 4th decimal (stage1.torch_threads is hashed)."""
+    b = _project(repo_root, tmp_path / "project", runtime=TWO)
+    _repro(b, "extract_faces")
+    a_outs, b_outs = _lock_outs(stage1_reference), _lock_outs(b)
+    assert set(STAGE1) <= set(a_outs), a_outs.keys()
+    diff = {k: (a_outs[k], b_outs.get(k)) for k in STAGE1 if a_outs[k] != b_outs.get(k)}
+    assert not diff, f"stages whose outputs differ between the two runs: {diff}"
+    assert (stage1_reference / "dvc.lock").read_text() == (b / "dvc.lock").read_text()
+    _assert_same(_stage1_outputs(stage1_reference), _stage1_outputs(b))
+
+
+def test_kill_9_during_extract_faces_then_resume(stage1_reference: Path, tmp_path: Path, repo_root: Path) -> None:
+    """Reduced form of test_kill_9_during_extract_faces_and_features_then_rerun: ``kill -9`` of the
+    ``dvc repro`` process group once extract_faces has a finished shard, rerun: it resumes (the
+    finished shards are kept) and ends with the reference's dvc.lock and bytes."""
+    d = _project(repo_root, tmp_path / "project", runtime=ONE)
+    log = _repro_killed_when(d, lambda: _has_finished_shard(d), "a finished shard", targets=("extract_faces",))
+    assert "Running stage 'extract_faces'" in log
+    assert not (d / "data" / "faces_summary.json").exists(), "extract_faces finished before the kill"
+    assert (d / "data" / "faces" / MARKER).is_file(), "the killed run left no marker"
+    out = _repro(d, "extract_faces")
+    assert "resuming an interrupted run" in out, out[-3000:]
+    assert _lock_outs(d) == _lock_outs(stage1_reference)
+    assert (d / "dvc.lock").read_text() == (stage1_reference / "dvc.lock").read_text()
+    _assert_same(_stage1_outputs(stage1_reference), _stage1_outputs(d))
+    leftovers = [p for p in (d / "data").rglob("*")
+                 if p.name.endswith(".tmp") or p.name in (MARKER, extract_faces.JOURNAL)]
     assert not leftovers, leftovers

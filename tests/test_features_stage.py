@@ -170,6 +170,9 @@ def test_audio_split_sorted_batches_and_missing_clip(tmp_path: Path, small_demo:
 def _params(tmp_path: Path, repo_root: Path, **features) -> Path:
     params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
     for modality, upd in features.items():
+        upd = dict(upd)
+        if "workers" in upd:  # a runner knob: runtime.features.<modality>.workers
+            params["runtime"]["features"][modality]["workers"] = upd.pop("workers")
         params["features"][modality].update(upd)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")

@@ -268,7 +268,8 @@ def test_identity_reports_and_manifest_fields(talking_over: dict) -> None:
         # when a track of the clip is named as the speaker, every selected crop comes from one
         if any(t["identity"] == clip["speaker"] for t in rec["tracks"]):
             assert all(f["identity"] == clip["speaker"] for f in rec["frames"]), key
-    sheets = sorted((faces / "train" / "identity_sheets").glob("*.png"))
+    assert not (faces / "train" / "identity_sheets").exists()  # pictures live outside the faces folder
+    sheets = sorted((faces.with_name(faces.name + "_pictures") / "train" / "identity_sheets").glob("*.png"))
     assert [p.name for p in sheets] == ["train_dia0.png", "train_dia1.png"]
     import cv2
 

@@ -232,9 +232,21 @@ def test_utterance_table_names_are_checked(tmp_path: Path, change: dict, message
 
 
 def test_speaker_names_never_become_paths(tmp_path: Path) -> None:
-    """Speaker names are free text (the identity step compares them, never joins them to a path)."""
-    check_table_names(_table(speaker="../../../../tmp/evil"), "t")  # no error: not a path
-    check_table_names(_table(text="../../x; rm -rf /"), "t")
+    """Speaker names are free text (the identity step compares them, never joins them to a path):
+    kept verbatim through the table, while the same string where a name becomes a path is refused."""
+    evil, shell = "../../../../tmp/evil", "../../x; rm -rf /"
+    table = _table(speaker=evil, text=shell)
+    check_table_names(table, "t")  # free text: no error
+    path = tmp_path / "utterances.parquet"
+    table.to_parquet(path, index=False)
+    back = read_utterance_table(path)
+    row = back[back["utt_id"] == "dia0_utt1"].iloc[0]
+    assert (row["speaker"], row["text"], row["clip"]) == (evil, shell, "train_splits/dia0_utt1.mp4")
+    # the check is live: the very same string as an utterance id (a file name) or a clip path fails
+    with pytest.raises(MeldFormatError, match="utt_id"):
+        check_table_names(_table(utt_id=evil), "t")
+    with pytest.raises(MeldFormatError, match="clip"):
+        check_table_names(_table(clip=evil + ".mp4"), "t")
 
 
 def test_face_index_with_path_names_is_refused(tmp_path: Path) -> None:

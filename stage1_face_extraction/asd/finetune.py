@@ -69,7 +69,6 @@ class FinetuneConfig:
 
     arch: str = "light_asd"  # light_asd | lr_asd | talknet
     init: str | None = None  # checkpoint to start from (published *.model or *.safetensors); None = from scratch
-    trusted_checkpoint: bool = False  # see LearnedASDConfig.trusted_checkpoint
     splits: list[str] = field(default_factory=lambda: ["train"])  # corpus splits to train on (empty = all)
     val_splits: list[str] = field(default_factory=list)  # splits for frame metrics of the trained network
     epochs: int = 10
@@ -400,7 +399,7 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     net = build_net(cfg.arch)
     if cfg.init:
-        load_net_weights(net, cfg.init, cfg.arch, cfg.trusted_checkpoint)
+        load_net_weights(net, cfg.init, cfg.arch)
         logger.info("starting from %s", cfg.init)
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)

@@ -88,11 +88,9 @@ for ``dvc repro``):
 * the published ``*.model`` files (``torch.save`` of a plain state dict of tensors) are read with
   ``torch.load(weights_only=True)``: no code runs, no flag needed. A file that ``weights_only``
   refuses (one that also pickles Python objects, e.g. training arguments) fails with an error
-  naming the class; with ``trusted_checkpoint: true`` the classes the file names are imported and
-  allowed for that one load (still ``weights_only``; importing them can run their modules' code, so
-  set it only for a file from a source you trust); entries other than the network's tensors then
-  fail the layout check, except a ``state_dict`` / ``model_state_dict`` wrapper. Converting such a
-  file once to safetensors avoids the flag;
+  naming the class and how to convert it: there is no way to allow pickled classes (that would
+  amount to a full unpickle, ``os.system`` included). Convert such a file once, on a machine you
+  trust, to a plain state dict or to safetensors (README "Learned active-speaker scorers");
 * ``*.safetensors`` written by ``finetune_asd`` (same key layout), with its ``<stem>.json`` beside it
   (architecture, preprocessing, training summary); a JSON naming the other architecture is an error.
 
@@ -134,7 +132,6 @@ class LearnedASDConfig:
 
     checkpoint: str | None = None  # local weights file (published *.model or finetune_asd *.safetensors)
     random_init: bool = False  # run without weights (tests / benchmarks / training from scratch)
-    trusted_checkpoint: bool = False  # allow the Python classes a checkpoint pickles (trusted files only)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     windows_s: list[float] | None = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # what the published code runs
     smooth_frames: int = 5  # centred moving average over 25 fps frames (1 = none)
@@ -195,39 +192,10 @@ def read_sidecar(path: str | Path) -> dict | None:
     return meta
 
 
-def _load_trusted(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` with the Python classes the file names allowed (the user
-    vouched for the file with ``trusted_checkpoint: true``): importing them may run their modules'
-    code, which is why the flag exists. Zip-format torch files only."""
-    import importlib
-
-    import torch
-
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception as exc:  # noqa: BLE001 - legacy (pre-1.6) files cannot be listed
-        raise CheckpointError(f"cannot list the pickled classes of {path} ({exc}); convert it to safetensors") from None
-    allowed = []
-    for name in names:
-        module, _, attr = name.rpartition(".")
-        try:
-            obj: Any = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise CheckpointError(f"{path} pickles {name}, which cannot be imported here ({exc})") from None
-        allowed.append(obj)
-    logger.warning("%s: trusted_checkpoint: true - allowing the pickled classes %s", path, ", ".join(names))
-    try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"cannot read ASD checkpoint {path}: {type(exc).__name__}: {exc}") from None
-
-
-def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
-    """Raw state dict from a ``.safetensors`` file or a torch file (``weights_only=True`` unless
-    ``trusted``). Every failure is a :class:`CheckpointError` that names the file."""
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Raw state dict from a ``.safetensors`` file or a torch file (``weights_only=True``: tensors
+    and plain containers only, never a pickled class). Every failure is a :class:`CheckpointError`
+    that names the file."""
     import torch
 
     path = Path(path)
@@ -251,15 +219,13 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError / UnpicklingError / EOFError ...
         msg = str(exc)
         if "Weights only load failed" in msg and "invalid load key" not in msg and "truncated" not in msg.lower():
-            if not trusted:
-                first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
-                raise CheckpointError(
-                    f"ASD checkpoint {path} holds pickled objects that torch.load(weights_only=True) refuses "
-                    f"({first}). If - and only if - the file comes from a source you trust, set "
-                    "stage1.asd.trusted_checkpoint: true (importing the classes it names can run code), or convert "
-                    "it once to safetensors."
-                ) from None
-            sd = _load_trusted(path)
+            first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
+            raise CheckpointError(
+                f"ASD checkpoint {path} holds pickled objects that torch.load(weights_only=True) refuses "
+                f"({first}). Only plain state dicts of tensors and safetensors files are read: if the file "
+                "comes from a source you trust, convert it once on that trust (torch.load it there and "
+                "save_file(state_dict, 'x.safetensors') or torch.save(state_dict, 'x.model'))."
+            ) from None
         else:
             raise CheckpointError(
                 f"cannot read ASD checkpoint {path} ({path.stat().st_size} bytes): truncated, corrupt or not a "
@@ -273,7 +239,7 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
     return sd
 
 
-def load_net_weights(net: Any, path: str | Path, arch: str, trusted: bool = False) -> dict | None:
+def load_net_weights(net: Any, path: str | Path, arch: str) -> dict | None:
     """Load ``path`` into ``net`` (a ``nets.TalkNet`` / ``nets.LightASD`` / ``lr_asd_net.LRASD``) strictly. Returns the
     sidecar metadata of a finetune_asd checkpoint (or None)."""
     import torch
@@ -282,7 +248,7 @@ def load_net_weights(net: Any, path: str | Path, arch: str, trusted: bool = Fals
     meta = read_sidecar(path)
     if meta is not None and meta.get("arch") != arch:
         raise CheckpointError(f"{path}: its {path.with_suffix('.json').name} says arch {meta.get('arch')!r}, not {arch!r}")
-    sd = read_checkpoint(path, trusted)
+    sd = read_checkpoint(path)
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
     want = net.state_dict()
     got_arch = _arch_of_keys(set(sd))
@@ -401,7 +367,7 @@ class LearnedASDScorer(ActiveSpeakerScorer):
         self.net = build_net(self.arch)
         self.checkpoint_meta: dict | None = None
         if cfg.checkpoint is not None:
-            self.checkpoint_meta = load_net_weights(self.net, cfg.checkpoint, self.arch, cfg.trusted_checkpoint)
+            self.checkpoint_meta = load_net_weights(self.net, cfg.checkpoint, self.arch)
             logger.info("%s: loaded %s", self.arch, cfg.checkpoint)
             trained = (self.checkpoint_meta or {}).get("input", {})
             for key in ("crop_scale", "crop_offset"):

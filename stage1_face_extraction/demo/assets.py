@@ -114,10 +114,35 @@ def load_astronaut() -> np.ndarray:
 
 
 def make_detector() -> Any:
-    """facenet-pytorch MTCNN on the CPU, keeping every face."""
+    """facenet-pytorch MTCNN on the CPU, keeping every face, in float64 (:func:`portable`)."""
     from facenet_pytorch import MTCNN  # local import: pulls in torch
 
-    return MTCNN(keep_all=True, device="cpu")
+    return MTCNN(keep_all=True, device="cpu").double()
+
+
+@contextmanager
+def portable() -> Iterator[None]:
+    """Numerics that do not depend on the CPU inside the block, so that the demo corpus has the same
+    bytes on every x86-64 machine: OpenCV's CPU-dispatched code paths off (``cv2.setUseOptimized``:
+    its AVX2 / AVX-512 float kernels round differently from the baseline ones), and the MTCNN
+    detectors run in float64 (facenet-pytorch runs in its weights' dtype; float64 convolutions do
+    not go through oneDNN's ISA-specific float32 kernels, and :func:`detect` rounds the results to
+    float32, which hides the remaining last-bit differences)."""
+    import cv2
+
+    with _temporarily(cv2.useOptimized, cv2.setUseOptimized, False):
+        yield
+
+
+@contextmanager
+def _temporarily(get: Any, put: Any, value: Any) -> Iterator[None]:
+    """``put(value)`` inside the block, the value ``get()`` gave before it afterwards."""
+    before = get()
+    put(value)
+    try:
+        yield
+    finally:
+        put(before)
 
 
 @contextmanager
@@ -126,12 +151,8 @@ def torch_threads(n: int) -> Iterator[None]:
     machine's core count, and a busy machine does not make the thread pool spin)."""
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
+    with _temporarily(torch.get_num_threads, torch.set_num_threads, n):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def detect(detector: Any, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -263,6 +284,11 @@ def build_library() -> tuple[Character, ...]:
 
     Cached per process; takes about 2 s on 2 CPU cores (MTCNN load + 9 detections).
     """
+    with portable():
+        return _build_library()
+
+
+def _build_library() -> tuple[Character, ...]:
     detector = make_detector()
     chars: list[Character] = []
 

@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import bitexact
 from ..meld import MELD_COLUMNS, DataConfig
-from .assets import Character, build_library, character_by_name, detect
+from .assets import Character, build_library, character_by_name, detect, portable
 from .scene import (
     Placement,
     SceneConfig,
@@ -169,23 +170,13 @@ class ClipWriter:
         self.audio = np.ascontiguousarray(audio, dtype=np.float32)
         self._audio_pos = 0
         self._n_video = 0
-        # +bitexact: no muxer/encoder version strings, so bytes depend only on the input
-        self.container = av.open(str(path), mode="w", format="mp4", options={"fflags": "+bitexact"})
-        self.video = self.container.add_stream(
-            "libx264",
-            rate=fps,
-            options={
-                "preset": preset,
-                "crf": str(crf),
-                "threads": "1",
-                "flags": "+bitexact",
-                "x264-params": "threads=1:lookahead-threads=1",
-            },
-        )
+        # bitexact.py: one x264 thread, no muxer/encoder version strings: bytes depend only on the input
+        self.container = av.open(str(path), mode="w", format="mp4", options=bitexact.CONTAINER)
+        self.video = self.container.add_stream("libx264", rate=fps, options=bitexact.x264(crf, preset))
         self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
         self.video.time_base = Fraction(fps.denominator, fps.numerator)
         self.audio_stream = self.container.add_stream(
-            "aac", rate=sample_rate, options={"flags": "+bitexact", "b": str(audio_bitrate)}
+            "aac", rate=sample_rate, options={**bitexact.AAC, "b": str(audio_bitrate)}
         )
         self.audio_stream.layout = "mono"
 
@@ -257,7 +248,7 @@ def make_room_checker() -> Any:
     the low thresholds catch such near-faces at any single offset."""
     from facenet_pytorch import MTCNN  # local import: pulls in torch
 
-    return MTCNN(keep_all=True, device="cpu", thresholds=[0.5, 0.5, 0.3])
+    return MTCNN(keep_all=True, device="cpu", thresholds=[0.5, 0.5, 0.3]).double()  # float64: assets.portable
 
 
 def pick_room(cfg: DemoConfig, dia: Dialogue, checker: Any, max_attempts: int = 12) -> int:
@@ -399,6 +390,7 @@ def _init_worker(cfg: DemoConfig, library: tuple[Character, ...]) -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    cv2.setUseOptimized(False)  # the worker's whole life: assets.portable
     _WORKER["cfg"] = cfg
     _WORKER["library"] = library
 
@@ -454,8 +446,13 @@ def generate_corpus(
     progress(done, total, clip_key) is called after each clip. Returns a summary dict (counts per
     split and shot kind, frames, bytes, seconds).
     """
+    with portable():  # the same bytes on any x86-64 CPU
+        return _generate_corpus(cfg, Path(out_dir), progress, library)
+
+
+def _generate_corpus(cfg: DemoConfig, out: Path, progress: ProgressFn | None,
+                     library: tuple[Character, ...] | None) -> dict[str, Any]:
     t0 = time.perf_counter()
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     library = library if library is not None else build_library()
     script = make_script(np.random.default_rng([cfg.seed, 1_000_003]), cfg.script_config(), [c.name for c in library])

@@ -1,18 +1,23 @@
 """DVC stage ``extract_faces``: the speaker's face sequence for every utterance clip.
 
     python -m stage1_face_extraction.stages.extract_faces --params params.yaml \
-        --utterances data/prepared/utterances.parquet --meld-root data/demo/MELD.Raw --out data/faces
+        --utterances data/prepared/utterances.parquet --meld-root data/demo/MELD.Raw --out data/faces \
+        --pictures data/faces_pictures
 
-Reads the ``stage1`` section. Writes, per split, ``<out>/<split>/``: face shards
-(``shard-*.tar`` + ``index.jsonl``, see ``stage1_face_extraction/SCHEMA.md``), ``manifest.jsonl``
-(one record per utterance, sorted), ``timings.jsonl`` and ``sheets/<utt_id>.png`` contact sheets
-for the first ``stage1.contact_sheets`` clips with faces; with the identity step on
-(``stage1.identity.scope``: dialogue by default), ``identities.jsonl`` (per dialogue: the identity
-clusters, the names given to them and their confidence) and ``identity_sheets/<group>.png`` (one
-face per cluster with its name) for the first ``stage1.identity.sheets`` groups;
-``previews/<utt_id>.mp4`` for the first ``stage1.previews`` clips (every track boxed, the
-speaker highlighted, the speaking score drawn: ``stage1_face_extraction.preview``); and, with
-``--summary``, a JSON of the status counts per split (a DVC metric).
+Reads the ``stage1`` section (and its runner knobs, ``runtime.stage1``). Writes, per split,
+``<out>/<split>/``: face shards (``shard-*.tar`` + ``index.jsonl``, see
+``stage1_face_extraction/SCHEMA.md``), ``manifest.jsonl`` (one record per utterance, sorted),
+``timings.jsonl`` and, with the identity step on (``stage1.identity.scope``: dialogue by default),
+``identities.jsonl`` (per dialogue: the identity clusters, the names given to them and their
+confidence); with ``--summary``, a JSON of the status counts per split (a DVC metric).
+
+The pictures go to ``<pictures>/<split>/`` (default ``<out>_pictures``), outside ``<out>``, which
+every later stage reads: asking for more or fewer of them never changes a byte the later stages
+depend on. ``sheets/<utt_id>.png`` contact sheets for the first ``stage1.contact_sheets`` clips with
+faces; ``identity_sheets/<group>.png`` (one face per cluster with its name) for the first
+``stage1.identity.sheets`` groups; ``previews/<utt_id>.mp4`` for the first ``stage1.previews`` clips
+(every track boxed, the speaker highlighted, the speaking score drawn:
+``stage1_face_extraction.preview``).
 
 Resumable: shards are written atomically and listed in ``index.jsonl`` only when complete, each
 group's identity report is appended to ``<split>/.identities.journal.jsonl`` before its clips are
@@ -52,11 +57,16 @@ from tqdm import tqdm
 from stage1_face_extraction.executors import ClipJob, ClipRunner
 from stage1_face_extraction.identity.group import group_key
 from stage1_face_extraction.meld import MeldFormatError, read_utterance_table
-from stage1_face_extraction.params import ConfigError, load_section, to_dict
+from stage1_face_extraction.params import ConfigError, load_section, to_dict, without_runtime
 from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
 from stage1_face_extraction.preview import write_preview
 from stage1_face_extraction.runstate import (
+    MARKER,
+    OWNER,
+    ForeignOutputError,
     RunState,
+    check_own_output,
+    claim_output,
     file_digest,
     fingerprint,
     package_code_digest,
@@ -78,6 +88,7 @@ from stage1_face_extraction.store import (
 )
 
 log = logging.getLogger("facialmmt.extract_faces")
+STAGE = "extract_faces"
 JOURNAL = ".journal.jsonl"
 ID_JOURNAL = ".identities.journal.jsonl"
 
@@ -94,22 +105,23 @@ def _load_journal(path: Path, key: str = "utt_id") -> dict[str, dict]:
     return out
 
 
-def write_contact_sheets(out: Path, records: dict[str, dict], limit: int) -> list[Path]:
+def write_contact_sheets(out: Path, records: dict[str, dict], limit: int, pictures: Path) -> list[Path]:
     """PNG contact sheets (crops in order, labelled with source frame numbers) of the first
-    ``limit`` clips with faces, in utt_id order, read back from the shards."""
+    ``limit`` clips with faces, in utt_id order, read back from the shards in ``out``, written to
+    ``pictures/sheets``."""
     reader = FaceShardReader(out)
     written = []
     for utt_id in sorted(u for u, r in records.items() if r["frames"])[:limit]:
         crops = reader.read(utt_id)
         sheet = contact_sheet(crops, cols=10, labels=[f["frame"] for f in records[utt_id]["frames"]])
         ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-        path = out / "sheets" / f"{utt_id}.png"
+        path = pictures / "sheets" / f"{utt_id}.png"
         atomic_write_bytes(path, png.tobytes())
         written.append(path)
     return written
 
 
-def write_identity_sheets(out: Path, groups: list, limit: int) -> list[Path]:
+def write_identity_sheets(pictures: Path, groups: list, limit: int) -> list[Path]:
     """PNG per group (first ``limit`` groups with clusters): one face per identity cluster, labelled
     with its name and confidence (``? #k`` when unnamed)."""
     written = []
@@ -119,7 +131,7 @@ def write_identity_sheets(out: Path, groups: list, limit: int) -> list[Path]:
             continue
         sheet = contact_sheet(tiles, cols=8, labels=labels)
         ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-        path = out / "identity_sheets" / f"{gi.group.replace('/', '_')}.png"
+        path = pictures / "identity_sheets" / f"{gi.group.replace('/', '_')}.png"
         atomic_write_bytes(path, png.tobytes())
         written.append(path)
     return written
@@ -138,8 +150,11 @@ def _preview(clip: str, res, path: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: str) -> Counter:
-    """Process one split's utterances (a DataFrame slice) into ``out``; returns status counts."""
+def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: str,
+                  pictures: Path | None = None) -> Counter:
+    """Process one split's utterances (a DataFrame slice) into ``out`` (its pictures into
+    ``pictures``, default ``<out>_pictures``); returns status counts."""
+    pictures = pictures if pictures is not None else out.with_name(out.name + "_pictures")
     cfg = runner.cfg
     out.mkdir(parents=True, exist_ok=True)
     scope = cfg.identity.scope
@@ -170,7 +185,7 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
                  len(again))
     id_journal_path = out / ID_JOURNAL
     reports = {r["group"]: r for r in _load_journal(id_journal_path, key="group").values()}
-    preview_dir = out / "previews"
+    preview_dir = pictures / "previews"
     preview_utts = set(plan[: max(0, cfg.previews)])
     # a stored clip (resume) whose preview was not drawn yet is finished again, for its preview only
     redraw = {u for u in preview_utts if u in records and records[u]["status"] not in NO_FRAMES
@@ -230,10 +245,10 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
             bar.set_postfix_str(rec["status"])
     writer.close()
     write_manifest(out / "manifest.jsonl", records.values())  # sorted: the bytes do not depend on the order above
-    write_contact_sheets(out, records, cfg.contact_sheets)
+    write_contact_sheets(out, records, cfg.contact_sheets, pictures)
     if scope != "none":
         write_identities(out / "identities.jsonl", reports.values())
-        write_identity_sheets(out, sorted(identified, key=lambda g: g.group), cfg.identity.sheets)
+        write_identity_sheets(pictures, sorted(identified, key=lambda g: g.group), cfg.identity.sheets)
     counts = Counter(r["status"] for r in records.values())
     if counts["error"]:
         # not finished: the journals stay, so that a rerun of the same inputs resumes and retries them
@@ -251,9 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--utterances", required=True, help="utterance table from the prepare stage")
     ap.add_argument("--meld-root", required=True, help="folder the table's clip paths are relative to")
     ap.add_argument("--out", required=True, help="output folder (one sub-folder per split)")
+    ap.add_argument("--pictures", help="folder of the contact sheets, identity sheets and previews (one sub-folder "
+                    "per split); default: <out>_pictures")
     ap.add_argument("--summary", help="JSON with status counts per split (a DVC metric)")
     ap.add_argument("--splits", nargs="*", help="only these splits (default: all in the table)")
-    ap.add_argument("--workers", type=int, help="override stage1.workers")
+    ap.add_argument("--workers", type=int, help="override runtime.stage1.workers")
     args = ap.parse_args(argv)
     setup_logging()
     try:
@@ -287,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     splits = args.splits or list(dict.fromkeys(table["split"]))
     try:
         return _run(args, cfg, references, table, meld_root, out, splits)
+    except ForeignOutputError as exc:
+        log.error("%s", exc)
+        return 2
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
@@ -297,10 +317,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_fingerprint(cfg: Stage1Config, table_path: str | Path, table, meld_root: Path) -> str:
-    """What the outputs depend on: the stage1 params, the utterance table's bytes, the clips (paths,
+    """What the outputs depend on: the stage1 params (not the runner knobs), the utterance table's bytes, the clips (paths,
     sizes, mtimes) and this package's code. A rerun resumes an interrupted run only when it is equal."""
     return fingerprint({
-        "stage1": to_dict(cfg), "table": file_digest(table_path), "meld_root": str(meld_root),
+        "stage1": without_runtime("stage1", to_dict(cfg)), "table": file_digest(table_path), "meld_root": str(meld_root),
         "clips": stat_digest(meld_root / c for c in table["clip"]),
         "code": package_code_digest(Path(__file__).resolve().parents[1]),
     })
@@ -311,17 +331,31 @@ def _finished(folder: Path) -> bool:
     return (folder / "manifest.jsonl").is_file() and not (folder / JOURNAL).exists()
 
 
+def _is_split_folder(folder: Path) -> bool:
+    """Outputs written before the ownership file (runstate.OWNER): split folders of this stage."""
+    names = {"manifest.jsonl", "index.jsonl", JOURNAL, "sheets", "previews", "identity_sheets"}
+    return all(p.name in (MARKER, OWNER) or (p.is_dir() and (not any(p.iterdir()) or any(
+        (p / n).exists() for n in names))) for p in folder.iterdir())
+
+
 def _run(args, cfg: Stage1Config, references, table, meld_root: Path, out: Path, splits: list[str]) -> int:
     # `dvc repro` keeps data/faces (persist: true): a rerun after a kill resumes when nothing the
     # outputs depend on changed, and starts over otherwise (runstate.py).
-    state = RunState(out, run_fingerprint(cfg, args.utterances, table, meld_root))
-    how = state.begin()
+    pictures = Path(args.pictures) if args.pictures else out.with_name(out.name + "_pictures")
+    for folder in (out, pictures):
+        check_own_output(folder, STAGE, legacy=_is_split_folder)  # never empty a folder of someone else's
+    state = RunState(out, run_fingerprint(cfg, args.utterances, table, meld_root), stage=STAGE)
+
+    def clear(how: str) -> None:
+        if how != "resume":  # another run's outputs (finished, or interrupted with other inputs): never mixed
+            remove(p for split in splits for p in (out / split, pictures / split))
+
+    how = state.begin(clear)
+    claim_output(pictures, STAGE)
     counts_of: dict[str, Counter] = {}
     for split in splits:
         folder = out / split
-        if how == "changed" or (how == "new" and _finished(folder)):
-            remove([folder])  # another run's outputs: never mixed with this run's
-        elif how == "resume" and _finished(folder):
+        if how == "resume" and _finished(folder):
             (folder / ID_JOURNAL).unlink(missing_ok=True)
             counts_of[split] = Counter(r["status"] for r in read_manifest(folder / "manifest.jsonl"))
             log.info("%s: finished before the interruption, kept", split)
@@ -329,7 +363,8 @@ def _run(args, cfg: Stage1Config, references, table, meld_root: Path, out: Path,
     with ClipRunner(cfg, args.workers, references=references) as runner:
         for split in splits:
             if split not in counts_of:
-                counts_of[split] = extract_split(runner, table[table["split"] == split], meld_root, out / split, split)
+                counts_of[split] = extract_split(runner, table[table["split"] == split], meld_root, out / split, split,
+                                                 pictures / split)
             counts = counts_of[split]
             summary[split] = {"clips": int(sum(counts.values())), **{k: int(v) for k, v in sorted(counts.items())}}
             log.info("%s: %s", split, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from ..params import load_section, to_dict
+from ..runstate import ForeignOutputError, check_own_output
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_section(args.params, "demo", DemoConfig)
     logger.debug("demo config: %s", json.dumps(to_dict(cfg)))
     out = Path(args.out)
+    try:  # the corpus replaces --out: never the repository, nor a folder that is not a demo corpus
+        check_own_output(out, "make_demo", legacy=lambda d: (d / "truth.json").is_file())
+    except ForeignOutputError as exc:
+        logger.error("%s", exc)
+        return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*out.parent.glob(f".{out.name}.tmp-*"), *out.parent.glob(f".{out.name}.old-*")]:
         logger.info("removing %s (left by an interrupted run)", stale)  # one writer per --out at a time

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from stage1_face_extraction.meld import EMOTIONS
-from stage1_face_extraction.params import ConfigError, from_dict
+from stage1_face_extraction.params import ConfigError, from_dict, with_runtime
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class Predictor:
         self.info = check_checkpoint(self.checkpoint)
         try:
             self.train_cfg = dataclasses.replace(from_dict(TrainConfig, params.get("train"), "train"), workers=0)
-            self.stage1_cfg = from_dict(Stage1Config, params.get("stage1"), "stage1")
+            self.stage1_cfg = from_dict(Stage1Config, with_runtime(params, "stage1", params.get("stage1")), "stage1")
         except (ConfigError, ValueError, TypeError) as exc:
             raise PredictError(f"params: {exc}") from None
         self.stage1_cfg.identity.scope = "none"  # naming needs a dialogue or reference photos

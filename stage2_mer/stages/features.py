@@ -19,7 +19,10 @@ A run owns ``--out``: while it runs, ``<out>/.run-in-progress.json`` holds the f
 inputs (section, input files, code; ``stage1_face_extraction.runstate``). A rerun after a kill
 with the same fingerprint keeps the splits that were finished (``meta.json`` written) and redoes
 the others; any other run first empties ``--out`` (as DVC would: ``dvc.yaml`` keeps the folder,
-``persist: true``, so that a killed ``dvc repro`` resumes). A full disk: exit status 1, the
+``persist: true``, so that a killed ``dvc repro`` resumes), and only then writes the marker. It
+refuses (exit status 2) to empty a folder that is not its own: the current folder or one above it,
+a folder holding ``.git`` / ``.dvc`` / ``dvc.yaml``, or a non-empty folder without the stage's
+ownership file ``.facialmmt-output.json`` (``runstate.check_own_output``). A full disk: exit status 1, the
 message names the file, no half-written shard.
 """
 
@@ -34,10 +37,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stage1_face_extraction.params import ConfigError, load_section, to_dict
+from stage1_face_extraction.params import ConfigError, load_section, to_dict, without_runtime
 from stage1_face_extraction.runstate import (
     MARKER,
+    ForeignOutputError,
     RunState,
+    check_own_output,
     file_digest,
     fingerprint,
     package_code_digest,
@@ -55,6 +60,7 @@ from stage2_mer.features.extract import (
 from stage2_mer.features.store import INDEX_NAME, META_NAME, FeatureReader, length_cap
 
 log = logging.getLogger("facialmmt.features")
+STAGE = "features"
 SPLITS = ("train", "dev", "test")
 
 
@@ -111,18 +117,32 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.meld_root)
         jobs = {s: [(r.utt_id, root / r.clip) for r in table[table["split"] == s].itertuples()] for s in splits}
         unit, key = "s audio", "audio_s"
+    root = Path(args.out)
     try:
-        state = RunState(Path(args.out), _fingerprint(args, cfg, jobs))
-        if state.begin() != "resume":  # another run's outputs are never mixed with this run's
-            remove(p for p in Path(args.out).iterdir() if p.name != MARKER)
+        check_own_output(root, STAGE, legacy=_holds_only_features)  # `--out .` never empties the repository
+        state = RunState(root, _fingerprint(args, cfg, jobs), stage=STAGE)
+        # another run's outputs are never mixed with this run's; the marker is written after they are gone
+        state.begin(lambda how: how != "resume" and root.is_dir()
+                    and remove(p for p in root.iterdir() if p.name != MARKER))
         rc = _run(args, cfg, ext, jobs, out, info, unit, key)
         state.finish()
         return rc
+    except ForeignOutputError as exc:
+        log.error("%s", exc)
+        return 2
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
         log.error("%s", exc)  # names the file; the split being written has no index/meta: unfinished
         return 1
+
+
+def _holds_only_features(folder: Path) -> bool:
+    """Outputs written before the ownership file (runstate.OWNER): ``<extractor name>/`` folders."""
+    from stage2_mer.features import list_extractors
+
+    names = set(list_extractors())
+    return all(p.name == MARKER or (p.is_dir() and p.name in names) for p in folder.iterdir())
 
 
 def _fingerprint(args, cfg: FeatureStageConfig, jobs: dict) -> str:
@@ -134,7 +154,7 @@ def _fingerprint(args, cfg: FeatureStageConfig, jobs: dict) -> str:
     else:
         inputs = {"table": file_digest(args.utterances),
                   "clips": {s: stat_digest(path for _, path in items) for s, items in jobs.items()}}
-    return fingerprint({"modality": args.modality, "section": to_dict(cfg), "inputs": inputs,
+    return fingerprint({"modality": args.modality, "section": without_runtime(f"features.{args.modality}", to_dict(cfg)), "inputs": inputs,
                         "code": package_code_digest(Path(__file__).resolve().parents[1] / "features")})
 
 

@@ -23,9 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from stage1_face_extraction.params import ConfigError, load_section
+from stage1_face_extraction.runstate import ForeignOutputError, check_own_output, claim_output
 from stage1_face_extraction.stages._common import setup_logging
 
 log = logging.getLogger("facialmmt.make_affwild2")
+STAGE = "make_affwild2"
+AFFWILD2_LAYOUT = {"cropped_aligned", "Third_ABAW_Annotations"}  # what write_demo_affwild2 writes
 
 
 @dataclass
@@ -69,9 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no %s utterance has faces in %s", cfg.split, args.faces)
         return 2
     out = Path(args.out)
+    try:
+        check_own_output(out, STAGE, legacy=lambda d: {p.name for p in d.iterdir()} <= AFFWILD2_LAYOUT)
+    except ForeignOutputError as exc:
+        log.error("%s", exc)
+        return 2
     if out.exists():
         shutil.rmtree(out)
     write_demo_affwild2(out, np.concatenate(faces, 0), np.asarray(labels), frames_per_video=cfg.faces_per_utterance)
+    claim_output(out, STAGE)
     log.info("wrote %d labelled faces (%s) to %s", len(labels),
              ", ".join(f"{k} {v}" for k, v in sorted(zip(*np.unique(labels, return_counts=True)))), out)
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from stage1_face_extraction.meld import EMOTIONS
+from stage1_face_extraction.store import atomic_write_bytes
 
 __all__ = ["classification_metrics", "confusion_matrix", "plot_confusion", "summarize_seeds"]
 
@@ -41,7 +42,10 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
 
 def plot_confusion(cm: Sequence[Sequence[int]], path: str | Path, labels: Sequence[str] = EMOTIONS,
                    title: str = "") -> Path:
-    """Row-normalised confusion matrix with counts, as a PNG."""
+    """Row-normalised confusion matrix with counts, as a PNG (written via temp file and rename:
+    a kill never leaves half a picture at ``path``)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,10 +67,11 @@ def plot_confusion(cm: Sequence[Sequence[int]], path: str | Path, labels: Sequen
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
