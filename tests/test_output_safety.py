@@ -168,6 +168,22 @@ def test_make_affwild2_refuses_a_foreign_out(tmp_path: Path, repo_root: Path, mo
     assert run(out) == 0  # its own: rewritten
     (out / OWNER).unlink()
     assert run(out) == 0  # the old layout (cropped_aligned/ + annotations) is recognised
+    # temp-and-rename: a run that dies while writing leaves the previous output whole
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    import stage2_mer.fer as fer
+
+    def dies(folder, *a, **k):
+        (Path(folder) / "cropped_aligned").mkdir(parents=True)
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(fer, "write_demo_affwild2", dies)
+    with pytest.raises(KeyboardInterrupt):
+        run(out)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before and (out / OWNER).is_file()
+    monkeypatch.undo()
+    monkeypatch.setattr(meld, "read_utterance_table", lambda path: table)
+    monkeypatch.setattr(store, "FaceShardReader", Reader)
+    assert run(out) == 0 and not list(tmp_path.glob(".affwild2.tmp-*"))  # the next run clears the leftover
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -77,10 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     except ForeignOutputError as exc:
         log.error("%s", exc)
         return 2
+    # Whole-folder temp-and-rename: the layout is written into a sibling folder, marked as ours,
+    # and only then swapped in, so a killed run never leaves a half-written data/affwild2.
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):  # left by a killed run
+        shutil.rmtree(stale)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    write_demo_affwild2(tmp, np.concatenate(faces, 0), np.asarray(labels), frames_per_video=cfg.faces_per_utterance)
+    claim_output(tmp, STAGE)
     if out.exists():
         shutil.rmtree(out)
-    write_demo_affwild2(out, np.concatenate(faces, 0), np.asarray(labels), frames_per_video=cfg.faces_per_utterance)
-    claim_output(out, STAGE)
+    os.replace(tmp, out)
     log.info("wrote %d labelled faces (%s) to %s", len(labels),
              ", ".join(f"{k} {v}" for k, v in sorted(zip(*np.unique(labels, return_counts=True)))), out)
     return 0
