@@ -293,6 +293,17 @@ def test_train_and_evaluate_outputs(repro_dir):
 
     info = json.loads((repro_dir / "data/model/checkpoint.json").read_text())
     assert info["labels"][0] == "neutral" and info["model"]["modalities"] == "T+A+V" and info["fer"] is not None
+    # no machine's path in an output: the same dvc.lock on every checkout (the package spec, not its folder)
+    assert info["model"]["text_encoder"].startswith("pkg:"), info["model"]["text_encoder"]
+
+    def strings(x):
+        if isinstance(x, dict):
+            return [s for v in x.values() for s in strings(v)]
+        if isinstance(x, list):
+            return [s for v in x for s in strings(v)]
+        return [x] if isinstance(x, str) else []
+
+    assert not [s for s in strings(info) if os.path.isabs(s) or str(repro_dir) in s]
     assert (repro_dir / "data/model/model.safetensors").stat().st_size > 1000
     metrics = json.loads((repro_dir / "data/eval/metrics.json").read_text())
     assert {"weighted_f1", "macro_f1", "accuracy", "per_class_f1"} <= set(metrics) and metrics["n"] == 4

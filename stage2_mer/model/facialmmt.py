@@ -41,10 +41,26 @@ logger = logging.getLogger(__name__)
 Seq = tuple[torch.Tensor, torch.Tensor]  # (x (U, L, H), mask (U, L) bool)
 
 
+def resolve_text_encoder(value: str | None) -> str | None:
+    """``pkg:<module>`` -> that installed package's ``get_model_path()`` folder; anything else unchanged.
+
+    Configs and checkpoints keep the ``pkg:`` spec (no machine's absolute path in ``checkpoint.json``);
+    it is resolved where the folder is opened."""
+    if value and value.startswith("pkg:"):
+        import importlib
+
+        mod = value[4:]
+        try:
+            return str(importlib.import_module(mod).get_model_path())
+        except (ImportError, AttributeError) as exc:
+            raise FileNotFoundError(f"text encoder {value!r}: package {mod} is not installed ({exc})") from exc
+    return value
+
+
 def build_text_encoder(cfg: ModelConfig, pretrained: bool = True) -> nn.Module:
     """The transformers encoder of ``cfg`` (float32, pooler removed).
 
-    ``cfg.text_encoder`` set: a local folder; ``pretrained=True`` loads its weights
+    ``cfg.text_encoder`` set: a local folder (or ``pkg:<module>``); ``pretrained=True`` loads its weights
     (``AutoModel.from_pretrained(local_files_only=True)``), ``False`` builds the same architecture
     with random weights from its ``config.json`` (to load a checkpoint's state dict into).
     ``cfg.text_encoder`` null: a random encoder from ``AutoConfig.for_model(**cfg.text_config)``.
@@ -57,7 +73,7 @@ def build_text_encoder(cfg: ModelConfig, pretrained: bool = True) -> nn.Module:
         logger.warning("text encoder: RANDOM %s from model.text_config (tests / demo only)",
                        cfg.text_config.get("model_type"))
     else:
-        folder = Path(cfg.text_encoder).expanduser()
+        folder = Path(resolve_text_encoder(cfg.text_encoder)).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"text encoder folder not found: {folder} (model.text_encoder; a local "

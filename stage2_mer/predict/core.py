@@ -341,7 +341,9 @@ class Predictor:
             from transformers import AutoTokenizer
 
             try:
-                tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
+                from stage2_mer.model.facialmmt import resolve_text_encoder
+
+                tokenizer = AutoTokenizer.from_pretrained(resolve_text_encoder(src), local_files_only=True)
             except OSError as exc:
                 raise PredictError(f"cannot load the tokenizer of the text encoder {src}: {exc}") from None
         return DialogueTokenizer(tokenizer, max_tokens=self.max_tokens, speaker_names=self.speaker_names)

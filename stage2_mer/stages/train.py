@@ -37,16 +37,10 @@ log = logging.getLogger("facialmmt.train")
 
 
 def resolve_encoder(value: str | None) -> str | None:
-    """``pkg:<module>`` -> that package's ``get_model_path()`` folder; anything else unchanged."""
-    if value and value.startswith("pkg:"):
-        import importlib
+    """``pkg:<module>`` -> that package's model folder (:func:`stage2_mer.model.facialmmt.resolve_text_encoder`)."""
+    from stage2_mer.model.facialmmt import resolve_text_encoder
 
-        mod = value[4:]
-        try:
-            return str(importlib.import_module(mod).get_model_path())
-        except (ImportError, AttributeError) as exc:
-            raise FileNotFoundError(f"text encoder {value!r}: package {mod} is not installed ({exc})") from exc
-    return value
+    return resolve_text_encoder(value)
 
 
 def build_data(args, model_cfg, train_cfg, table):
@@ -63,7 +57,7 @@ def build_data(args, model_cfg, train_cfg, table):
         src = model_cfg.text_encoder
         if src is None:
             raise ConfigError("model.text_encoder is needed for the T modality (a local transformers folder)")
-        hf = AutoTokenizer.from_pretrained(src, local_files_only=True)
+        hf = AutoTokenizer.from_pretrained(resolve_encoder(src), local_files_only=True)
         tok = DialogueTokenizer(hf, max_tokens=train_cfg.max_tokens, speaker_names=train_cfg.speaker_names)
         pad = tok.pad
 
@@ -141,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model_cfg = load_section(args.params, "model", ModelConfig)
-        model_cfg.text_encoder = resolve_encoder(model_cfg.text_encoder)
+        resolve_encoder(model_cfg.text_encoder)  # a missing pkg: fails here; the spec itself goes into checkpoint.json
         fer_cfg = load_section(args.params, "fer", FERConfig)
         train_cfg = load_section(args.params, "train", TrainConfig)
         table = read_utterance_table(args.utterances)
