@@ -137,15 +137,14 @@ def run(args: argparse.Namespace, truth: dict) -> tuple[dict, dict]:
     out.mkdir(parents=True, exist_ok=True)
     records, speed = {}, {"video_s": 0.0, "wall_s": 0.0, "identity": args.identity}
     keys = sorted(truth["clips"])
-    if args.identity == "none":
-        jobs = [ClipJob(str(args.scenes / truth["clips"][k]["path"]), utt_id=truth["clips"][k]["utt_id"],
-                        clip=truth["clips"][k]["path"]) for k in keys]
-    else:  # the transcript names the speaker; the identity step clusters and names the faces of each group
-        group = dialogue_groups(truth, args.identity, args.dialogue_size, args.seed)
-        keys = sorted(keys, key=lambda k: (group[k], k))  # a group's clips are contiguous
-        jobs = [ClipJob(str(args.scenes / truth["clips"][k]["path"]), utt_id=truth["clips"][k]["utt_id"],
-                        speaker=truth["clips"][k].get("speaker_person", truth["clips"][k]["speaker"]), clip=truth["clips"][k]["path"], group=group[k])
-                for k in keys]
+    named = args.identity != "none"  # the transcript names the speaker; the identity step names each group's faces
+    group = dialogue_groups(truth, args.identity, args.dialogue_size, args.seed) if named else {}
+    keys = sorted(keys, key=lambda k: (group.get(k, ""), k))  # a group's clips are contiguous
+    jobs = []
+    for k in keys:
+        c = truth["clips"][k]
+        jobs.append(ClipJob(str(args.scenes / c["path"]), utt_id=c["utt_id"], clip=c["path"], group=group.get(k),
+                            speaker=c.get("speaker_person", c["speaker"]) if named else None))
     by_path = {job.path: k for job, k in zip(jobs, keys)}
     t0 = time.perf_counter()
     with ClipRunner(cfg, workers=1) as runner:
