@@ -412,7 +412,9 @@ class FacePipeline:
         speaker = rec.get("speaker")
         if identities is not None:
             for t in tracks:
-                t.identity, t.identity_score, t.extra["cluster"] = identities.get(t.track_id, (None, None, -1))
+                name, score, cluster, *likely = identities.get(t.track_id, (None, None, -1, None))
+                t.identity, t.identity_score, t.extra["cluster"] = name, score, cluster
+                t.extra["likely"] = likely[0] if likely else None
         sel = select_speaker(
             tracks, self.cfg.select, voiced=a.voiced, speaker=speaker if identities is not None else None,
             descriptors=a.descriptors,

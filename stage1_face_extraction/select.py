@@ -17,7 +17,8 @@ Rules (all thresholds in :class:`SelectConfig`):
    preferred when several mouths move; a lone named track in its shot needs no margin) and
    ``min_speaking_named`` replaces ``min_speaking`` (an unsure speaking score is enough when the
    face is the named speaker's; 0: the name alone is enough); when no track has it,
-   tracks known to be someone else are not eligible. Without names, candidates of different shots must look alike
+   tracks known to be someone else are not eligible, nor tracks whose cluster is *likely* someone
+   else (``Track.extra["likely"]``: the identity step's best naming, too ambiguous for a name). Without names, candidates of different shots must look alike
    (cosine similarity of their appearance descriptors >= ``min_same_person``, when descriptors are
    given); those unlike the strongest candidate are dropped.
 4. Tracks shorter than ``min_track_frames`` are ignored; the selected frames are the union of the
@@ -105,8 +106,8 @@ def select_speaker(
     if speaker is not None:
         if named:
             eligible = [t for t in tracks if t.identity == speaker]
-        else:  # the named speaker is not recognised here: never pick a face known to be someone else
-            eligible = [t for t in tracks if t.identity is None]
+        else:  # the named speaker is not recognised here: never pick a face known (or likely) to be someone else
+            eligible = [t for t in tracks if t.identity is None and t.extra.get("likely") in (None, speaker)]
     by_shot: dict[int, list[Track]] = {}
     for t in eligible:
         by_shot.setdefault(t.shot_id, []).append(t)

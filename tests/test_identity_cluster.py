@@ -395,3 +395,23 @@ def test_arcface_missing_model_errors(tmp_path):
         create_embedder("arcface", model=str(tmp_path))
     with pytest.raises(ConfigError, match="unknown config key"):
         create_embedder("arcface", weights="x")
+
+
+def test_assign_names_likely_names_only_with_a_margin():
+    """A pair too weak to name (margin under min_margin) comes back as 'likely' when its margin
+    reaches likely_margin; never with no agreeing evidence, never when likely_margin is None."""
+    # cluster 0 speaks in both names' lines (a talking-over listener), cluster 1 never: 0 -> B
+    # wins by 0.3 (forbid it: 0 -> A 0.5 + 1 -> B 0.0 = 0.5 vs 0.8)
+    utts = [UtteranceFaces(0, "A", {0: 0.5, 1: 0.0}), UtteranceFaces(1, "B", {0: 0.8, 1: 0.0})]
+    cfg = NamingConfig(min_support=0.1, min_confidence=0.1, min_margin=0.5, likely_margin=0.2)
+    assert assign_names(utts, cfg) == {}, "likely names only on request"
+    got = assign_names(utts, cfg, likely=True)
+    assert list(got) == [0] and got[0].name == "B" and got[0].source == "likely"
+    assert got[0].margin == pytest.approx(0.3)
+    assert 1 not in got, "support 0: not even likely"
+    assert assign_names(utts, NamingConfig(min_support=0.1, min_confidence=0.1, min_margin=0.5,
+                                           likely_margin=0.35), likely=True) == {}
+    assert assign_names(utts, NamingConfig(min_support=0.1, min_confidence=0.1, min_margin=0.5, likely_margin=None),
+                        likely=True) == {}
+    with pytest.raises(ConfigError, match="likely_margin"):
+        NamingConfig(likely_margin=-0.1)

@@ -61,7 +61,7 @@ def test_dialogue_tracks_are_clustered_and_named() -> None:
     gi = identify_group("train/dia0", faces, speakers, _cfg(), THRESHOLD)
     assert len(set(gi.labels.tolist())) == 3
     for utt in speakers:
-        for tid, (name, conf, cluster) in gi.of(utt).items():
+        for tid, (name, conf, cluster, _likely) in gi.of(utt).items():
             who = next(f for f in faces if f.utt_id == utt and f.track_id == tid)
             assert cluster >= 0
             if name is not None:
@@ -176,6 +176,39 @@ def test_a_lone_named_track_needs_no_margin() -> None:
 
 
 # ------------------------------------------------------------------------------------- runner
+
+
+def test_a_face_likely_someone_else_is_never_the_speaker() -> None:
+    """No track carries the speaker's name, so unnamed faces compete on their scores, except one
+    whose cluster is likely another speaker's (naming.likely_margin): a muted talker who moved the
+    lips in time with someone else's line is not picked for it."""
+    cfg = SelectConfig(min_speaking=0.2, min_margin=0.1)
+    muted, real = _track(0, 0.56, None), _track(1, 0.0, None)
+    assert select_speaker([muted, real], cfg, speaker="Ann").tracks == [0], "without the likely name"
+    muted.extra["likely"] = "Bob"
+    assert select_speaker([muted, real], cfg, speaker="Ann").status == "no_speaker"
+    muted.extra["likely"] = "Ann"
+    assert select_speaker([muted, real], cfg, speaker="Ann").tracks == [0], "likely the speaker: eligible"
+    muted.extra["likely"] = "Bob"
+    assert select_speaker([muted, real], cfg).tracks == [0], "no transcript speaker: names play no part"
+
+
+def test_likely_names_reach_the_tracks() -> None:
+    """identify_group keeps likely names apart from names; GroupIdentity.of hands them to selection."""
+    people = _people()
+    rng = np.random.default_rng(3)
+    # Ann speaks (0.5) during Bob's line, Bob's lips never register: 0 -> Bob is the best naming
+    # of cluster(Ann) by a small margin only
+    faces = [_face("u0", 0, people["Ann"], 0.30, rng), _face("u0", 1, people["Bob"], 0.0, rng),
+             _face("u1", 0, people["Ann"], 0.50, rng), _face("u1", 1, people["Bob"], 0.0, rng)]
+    speakers = {"u0": "Ann", "u1": "Bob"}
+    gi = identify_group("g", faces, speakers, _cfg(naming={"likely_margin": 0.05}), THRESHOLD)
+    assert gi.names == {}, "too weak to name"
+    likely = {tid: entry[3] for tid, entry in gi.of("u1").items()}
+    assert likely == {0: "Bob", 1: None}
+    off = identify_group("g", faces, speakers, _cfg(naming={"likely_margin": None}), THRESHOLD)
+    assert all(entry[3] is None for entry in off.of("u1").values())
+    assert [c["likely"] for c in gi.report()["clusters"]] == ["Bob", None]
 
 
 def test_runner_rejects_scattered_groups(repo_root: Path) -> None:

@@ -14,7 +14,9 @@ Steps:
    the best speaking evidence of its tracks in that clip, as a share of the line
    (:func:`~.naming.shares_per_utterance`); co-occurrence with the ``Speaker`` column
    and the Hungarian method (groups of two clips or more), overridden by reference photos
-   (``references``) when given (the only naming for a group of one clip).
+   (``references``) when given (the only naming for a group of one clip). A cluster whose best
+   naming is too ambiguous for a name but clear by ``naming.likely_margin`` gets a *likely* name
+   (``GroupIdentity.likely``): selection never picks it as another speaker's face.
 
 ``GroupIdentity.report()`` is the per-group JSON record the ``extract_faces`` stage writes to
 ``identities.jsonl`` (schema in ``stage1_face_extraction/SCHEMA.md``).
@@ -124,14 +126,18 @@ class GroupIdentity:
     labels: np.ndarray  # (N,) cluster per face, -1 = none
     names: dict[int, NameAssignment]
     speakers: dict[str, str | None]  # utt_id -> transcript speaker
+    likely: dict[int, NameAssignment] = field(default_factory=dict)  # unnamed clusters' probable names
 
-    def of(self, utt_id: str) -> dict[int, tuple[str | None, float | None, int]]:
-        """``{track_id: (name or None, confidence or None, cluster)}`` for the tracks of clip ``utt_id``."""
+    def of(self, utt_id: str) -> dict[int, tuple[str | None, float | None, int, str | None]]:
+        """``{track_id: (name or None, confidence or None, cluster, likely name or None)}`` for the
+        tracks of clip ``utt_id``; the likely name (``naming.likely_margin``) only ever excludes."""
         out = {}
         for f, lab in zip(self.faces, self.labels.tolist()):
             if f.utt_id == utt_id:
                 a = self.names.get(lab)
-                out[f.track_id] = (a.name if a else None, round(a.confidence, 4) if a else None, int(lab))
+                w = self.likely.get(lab)
+                out[f.track_id] = (a.name if a else None, round(a.confidence, 4) if a else None, int(lab),
+                                   w.name if w else None)
         return out
 
     def report(self) -> dict[str, Any]:
@@ -140,9 +146,11 @@ class GroupIdentity:
         for lab in sorted(set(self.labels.tolist()) - {-1}):
             members = [f for f, v in zip(self.faces, self.labels.tolist()) if v == lab]
             a = self.names.get(lab)
+            w = self.likely.get(lab)
             clusters.append({
                 "cluster": int(lab),
                 "name": a.name if a else None,
+                "likely": w.name if w else None,
                 "confidence": round(a.confidence, 4) if a else None,
                 "support": _num(a.support if a else None),
                 "margin": _num(a.margin if a else None),
@@ -213,9 +221,12 @@ def identify_group(
     utts = utterances_from_maps(on_screen, evidence, speakers) if len(speakers) > 1 else []
     utts = shares_per_utterance(utts, cfg.naming.offscreen_prior)
     centroids = cluster_centroids(emb, labels) if references else None
-    names = assign_names(
+    found = assign_names(
         utts, cfg.naming, references=references, cluster_embeddings=centroids, reference_threshold=threshold,
+        likely=True,
     )
+    names = {c: a for c, a in found.items() if a.source != "likely"}
+    likely = {c: a for c, a in found.items() if a.source == "likely"}
     log.debug("%s: %d tracks, %d clusters, named %s", group, len(faces), len(set(labels.tolist()) - {-1}),
               {k: v.name for k, v in names.items()})
-    return GroupIdentity(group, faces, labels, names, speakers)
+    return GroupIdentity(group, faces, labels, names, speakers, likely)

@@ -20,6 +20,12 @@ evidence). An assigned pair is kept only when
   agreement (:func:`assignment_margin`); when two people both speak during the same lines, both
   namings explain them about equally and neither name is given.
 
+An assigned pair that misses a threshold but has some agreeing evidence and ``margin >=
+likely_margin`` is a *likely* name (``assign_names(..., likely=True)``, ``source="likely"``): not a
+name, only "probably not anyone else": when a person talks over someone else's line, their
+evidence in that line costs them the margin a name needs, yet they still agree best with their own
+lines; as a likely name it keeps them from being chosen for the other person's lines.
+
 Reference faces take precedence: when ``references`` (``{name: (K, D) unit embeddings}``) and
 ``cluster_embeddings`` (``{cluster: (k, D)}``, e.g. its tracks' embeddings or its centroid) are
 given, every cluster whose mean embedding is within ``reference_threshold`` (the embedder's
@@ -62,6 +68,7 @@ class NamingConfig:
     min_confidence: float = 0.4
     offscreen_prior: float = 0.2  # speaking evidence of a virtual off-screen speaker (shares_per_utterance)
     min_margin: float = 0.25  # assignment_margin a co-occurrence name needs
+    likely_margin: float | None = 0.1  # assignment_margin that makes an unnamed cluster "likely" its name (None: off)
 
     def __post_init__(self) -> None:
         if self.min_support < 0:
@@ -72,6 +79,8 @@ class NamingConfig:
             raise ConfigError(f"offscreen_prior must be >= 0, got {self.offscreen_prior}")
         if self.min_margin < 0:
             raise ConfigError(f"min_margin must be >= 0, got {self.min_margin}")
+        if self.likely_margin is not None and self.likely_margin < 0:
+            raise ConfigError(f"likely_margin must be >= 0 or null, got {self.likely_margin}")
 
 
 def shares_per_utterance(utterances: Sequence[UtteranceFaces], offscreen_prior: float) -> list[UtteranceFaces]:
@@ -97,7 +106,7 @@ class NameAssignment(NamedTuple):
     name: str
     confidence: float
     support: float
-    source: str  # "cooccurrence" | "reference"
+    source: str  # "cooccurrence" | "reference" | "likely" (not a name: see assign_names(likely=True))
     margin: float = float("nan")
 
 
@@ -147,8 +156,15 @@ def assign_names(
     references: Mapping[str, np.ndarray] | None = None,
     cluster_embeddings: Mapping[int, np.ndarray] | None = None,
     reference_threshold: float | None = None,
+    likely: bool = False,
 ) -> dict[int, NameAssignment]:
-    """``{cluster: NameAssignment}`` for the clusters that get a name (module docstring); others are absent."""
+    """``{cluster: NameAssignment}`` for the clusters that get a name (module docstring); others are absent.
+
+    ``likely``: also return, with ``source="likely"``, the assigned pairs that miss a threshold but
+    have some agreeing evidence (support > 0) and ``margin >= config.likely_margin`` (never when
+    that is None): too weak to NAME the cluster, strong enough to say it is probably not anyone
+    else (``select.py`` never picks such a cluster as another speaker's face).
+    """
     from scipy.optimize import linear_sum_assignment
 
     cfg = config or NamingConfig()
@@ -177,6 +193,8 @@ def assign_names(
         margin = assignment_margin(sub, a, b, best)
         if support >= cfg.min_support and support > 0 and conf >= cfg.min_confidence and margin >= cfg.min_margin:
             out[clusters[i]] = NameAssignment(names[j], conf, support, "cooccurrence", margin)
+        elif likely and cfg.likely_margin is not None and support > 0 and margin >= cfg.likely_margin:
+            out[clusters[i]] = NameAssignment(names[j], conf, support, "likely", margin)
     return out
 
 
