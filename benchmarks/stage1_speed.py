@@ -9,7 +9,7 @@
 ``--real-scenes DIR`` times REAL footage: scenes composed from the real talking heads in
 ``--sources`` (``stage1_face_extraction.composer``, made in DIR when its truth.json is absent),
 ``--width`` x ``--height``. Each ``--asd`` (a JSON object replacing ``stage1.asd``) is timed in turn
-on the same clips; none = the params' scorer.
+on the same clips; none = the params' scorer. ``--detector`` (a JSON object) replaces ``stage1.detector``.
 
 Without ``--stage``: the per-clip pipeline (decode, shots, detection, tracking, speaking scores,
 selection, aligned crops; no identity step, nothing written) with the ``stage1`` section of
@@ -31,7 +31,7 @@ with ``--stage`` also write = journal + shards + manifest, in the parent process
 of their sum and its seconds per second of video. With several workers the steps run in parallel,
 so their sum exceeds the wall time. Real-time factor = seconds of video per second of wall time
 (goal on 2 CPU cores: >= 1.0 at 1280x720). ``--json F`` adds the run to F (JSON; a run of the same
-mode, size and scorer replaced), with the machine, the date and the load average, for
+mode, size, detector and scorer replaced), with the machine, the date and the load average, for
 ``facialmmt doctor`` (``benchmarks/results/stage1_speed_cpu2.json``).
 """
 
@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--asd", action="append", default=[], help="JSON object replacing stage1.asd (repeatable)")
+    ap.add_argument("--detector", help="JSON object replacing stage1.detector")
     ap.add_argument("--stage", action="store_true", help="time the whole extract_faces stage (identity, shards)")
     ap.add_argument("--json", type=Path, help="add the result to this JSON file")
     ap.add_argument("--note", default="", help="a remark stored with the run (e.g. 'machine under load')")
@@ -102,6 +103,8 @@ def main(argv=None) -> int:
         cfg = load_section(args.params, "stage1", Stage1Config)
         if asd:
             cfg.asd = json.loads(asd)
+        if args.detector:
+            cfg.detector = json.loads(args.detector)
         if args.device:
             cfg.detector["device"] = args.device
         if args.stage:
@@ -271,18 +274,22 @@ def machine() -> dict:
             "python": platform.python_version(), "torch": torch.__version__, "os": platform.platform()}
 
 
+def _same(run: dict) -> tuple:
+    """What makes two runs the same measurement (the later one replaces the earlier)."""
+    return (run["mode"], run["width"], run["height"], json.dumps(run["config"]["detector"], sort_keys=True),
+            json.dumps(run["config"]["asd"], sort_keys=True))
+
+
 def write_json(path: Path, runs: list[dict], args: argparse.Namespace, load_before: tuple[float, ...],
                argv: list[str]) -> None:
-    """Add ``runs`` to the JSON at ``path`` (a run of the same mode, size and scorer is replaced)."""
+    """Add ``runs`` to the JSON at ``path`` (a run of the same mode, size, detector and scorer is replaced)."""
     data = json.loads(path.read_text()) if path.is_file() else {"benchmark": "benchmarks/stage1_speed.py", "runs": []}
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     for run in runs:
         run.update(date=now, machine=machine(), load_avg=[round(x, 2) for x in load_before],
                    load_avg_after=[round(x, 2) for x in os.getloadavg()], note=args.note,
                    command="python benchmarks/stage1_speed.py " + " ".join(argv))
-        same = (run["mode"], run["width"], run["height"], json.dumps(run["config"]["asd"], sort_keys=True))
-        data["runs"] = [r for r in data["runs"] if (r["mode"], r["width"], r["height"],
-                                                     json.dumps(r["config"]["asd"], sort_keys=True)) != same] + [run]
+        data["runs"] = [r for r in data["runs"] if _same(r) != _same(run)] + [run]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
 

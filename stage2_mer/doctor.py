@@ -79,9 +79,10 @@ class Rate:
 STAGE1_BENCHMARK = "benchmarks/results/stage1_speed_cpu2.json"
 
 
-def stage1_benchmark_run(path: Path, width: int, height: int) -> dict | None:
+def stage1_benchmark_run(path: Path, width: int, height: int, detector: str | None = None) -> dict | None:
     """The ``stage`` run of the benchmark JSON at ``path`` nearest to ``width`` x ``height`` in pixel
-    count (None when the file is absent or holds no such run; a malformed file raises ValueError)."""
+    count, among the runs of ``detector`` when there are any (None when the file is absent or holds
+    no such run; a malformed file raises ValueError)."""
     if not path.is_file():
         return None
     try:
@@ -93,6 +94,7 @@ def stage1_benchmark_run(path: Path, width: int, height: int) -> dict | None:
         raise ValueError(f"{path}: not a benchmarks/stage1_speed.py --json file ({exc})") from exc
     if not runs:
         return None
+    runs = [r for r in runs if (r.get("config") or {}).get("detector", {}).get("name") == detector] or runs
     return min(runs, key=lambda r: abs(math.log(r["width"] * r["height"] / (width * height))))
 
 
@@ -960,7 +962,7 @@ class Doctor:
         gpu = RATES["stage1.gpu_detect"].gpu or 1.0
         path = self.root / STAGE1_BENCHMARK
         try:
-            run = stage1_benchmark_run(path, work.width, work.height)
+            run = stage1_benchmark_run(path, work.width, work.height, stage1.detector["name"])
         except ValueError as exc:
             run = None
             self.add(WARN, "stage1 speed benchmark", f"{exc}; the stage-1 estimate uses assumed rates",
@@ -973,7 +975,8 @@ class Doctor:
             if det_gpu:
                 per_s *= 1 - share + share / gpu
             m = run.get("machine") or {}
-            where = (f"{run['workers']} workers on {m.get('cores', '?')} cores of {m.get('cpu', 'an unknown CPU')}, "
+            det = (run.get("config") or {}).get("detector", {}).get("name", "?")
+            where = (f"detector {det}, {run['workers']} workers on {m.get('cores', '?')} cores of {m.get('cpu', 'an unknown CPU')}, "
                      f"{run.get('date', 'undated')}" + (f", {run['note']}" if run.get("note") else ""))
             self.facts["stage1_benchmark"] = {"file": STAGE1_BENCHMARK, "realtime_x": run["realtime_x"],
                                               "size": f"{run['width']}x{run['height']}", "workers": run["workers"],
