@@ -25,7 +25,7 @@ and a warm-up clip per worker are timed apart (``startup_s``: a MELD-sized run p
 
 Both print a plain PyAV decode of the same clips and a PROFILE: the seconds of each step summed
 over the clips (``record["timings"]``, ``stage1_face_extraction/clock.py``: decode = all three
-decoding passes and the audio, detect = shots + face detection, track, asd = mouth patches +
+decoding passes and the audio, shots = shot boundaries, detect = face detection, track, asd = mouth patches +
 speaking scores + voice activity, identity = the identity embedder, crop = selection + alignment;
 with ``--stage`` also write = journal + shards + manifest, in the parent process), each step's share
 of their sum and its seconds per second of video. With several workers the steps run in parallel,

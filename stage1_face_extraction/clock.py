@@ -1,7 +1,7 @@
 """Per-clip step timings and the ``stage1.max_clip_seconds`` deadline (pure logic, no models).
 
 One :class:`ClipClock` follows one clip through :class:`~stage1_face_extraction.pipeline.FacePipeline`:
-it adds the seconds of each step to a ``timings`` dict (``decode_s``, ``detect_s``, ``track_s``,
+it adds the seconds of each step to a ``timings`` dict (``decode_s``, ``shots_s``, ``detect_s``, ``track_s``,
 ``asd_s``, ``identity_s``, ``crop_s``: the profile that ``timings.jsonl`` and
 ``benchmarks/stage1_speed.py`` report) and, with a limit, raises :class:`ClipTimeout` once the
 clip's processing has taken longer than the limit.
@@ -27,7 +27,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 #: the profile's steps, in pipeline order (seconds per clip in ``record["timings"]``)
-STEPS = ("decode_s", "detect_s", "track_s", "asd_s", "identity_s", "crop_s")
+STEPS = ("decode_s", "shots_s", "detect_s", "track_s", "asd_s", "identity_s", "crop_s")
 
 
 class ClipTimeout(RuntimeError):
@@ -90,18 +90,19 @@ class ClipClock:
         self.check(key.removesuffix("_s"))
 
     def frames(self, items: Iterable[T], key: str = "decode_s", where: str = "decoding") -> Iterator[T]:
-        """``items`` (decoded frames) with the time spent producing each added to ``key`` and the
-        deadline checked before each is handed out."""
+        """``items`` (decoded frames) with the time spent producing each added to ``key`` (less what
+        nested steps or frame streams added to their own keys meanwhile: shot detection over decoded
+        frames) and the deadline checked before each is handed out."""
         it = iter(items)
         try:
             while True:
-                t0 = self._clock()
+                t0, nested = self._clock(), self._others(key)
                 try:
                     item = next(it)
                 except StopIteration:
-                    self.add(key, self._clock() - t0)
                     return
-                self.add(key, self._clock() - t0)
+                finally:
+                    self.add(key, self._clock() - t0 - (self._others(key) - nested))
                 self.check(where)
                 yield item
         finally:

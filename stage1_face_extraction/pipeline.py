@@ -28,7 +28,7 @@ while processing the clip: ``reason`` is ``Type: message``, the run goes on); ``
 the pipeline raises :class:`~stage1_face_extraction.clock.ClipTimeout` at its next check (between
 steps and after every decoded frame; ``clock.py`` says why a cooperative deadline), which the
 executors record as status ``error``. The same :class:`~stage1_face_extraction.clock.ClipClock`
-fills ``record["timings"]``: seconds per step (``decode_s``, ``detect_s``, ``track_s``, ``asd_s``,
+fills ``record["timings"]``: seconds per step (``decode_s``, ``shots_s``, ``detect_s``, ``track_s``, ``asd_s``,
 ``identity_s``, ``crop_s``), ``total_s`` and ``video_s`` (the clip's length).
 """
 
@@ -235,7 +235,8 @@ class FacePipeline:
         # the cut / the end instead of stopping up to stride - 1 frames short (the tracker only
         # interpolates between detections).
         prev: tuple[int, np.ndarray] | None = None  # the previous frame, when it was not detected
-        for fr, sid in shot_stream(clock.frames(iter_frames(path)), self.cfg.shots):
+        frames = shot_stream(clock.frames(iter_frames(path)), self.cfg.shots)
+        for fr, sid in clock.frames(frames, key="shots_s", where="shot detection"):
             if sid != last_shot and prev is not None:
                 queue(*prev)
             dets.append(None)
@@ -360,7 +361,7 @@ class FacePipeline:
             with clock.step("decode_s"):
                 info = probe(path)
             rec["fps"] = info.fps
-            with clock.step("detect_s"):  # shots and detection; the decoding in it goes to decode_s
+            with clock.step("detect_s"):  # face detection; the decoding and shot detection in it: decode_s, shots_s
                 dets, times, shot_ids = self._detect_pass(path, clock)
         except DecodeError as exc:
             rec["status"], rec["reason"] = "decode_error", str(exc)

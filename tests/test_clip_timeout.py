@@ -100,6 +100,17 @@ def test_clock_steps_exclude_nested_steps_and_frames_check_each_frame() -> None:
         for _ in clock.frames(frames()):
             now[0] += 0.5  # detecting it: 0.5 s
     assert clock.timings == {"decode_s": 3.0, "detect_s": 1.5}
+
+    def shots(items):  # a frame stream over the decoded frames: 0.25 s of its own per frame
+        for i in items:
+            now[0] += 0.25
+            yield i
+
+    clock = ClipClock(limit=None, clock=lambda: now[0])
+    with clock.step("detect_s"):
+        for _ in clock.frames(shots(clock.frames(frames())), key="shots_s"):
+            now[0] += 0.5
+    assert clock.timings == {"decode_s": 3.0, "shots_s": 0.75, "detect_s": 1.5}
     clock = ClipClock(limit=2.5, clock=lambda: now[0])
     seen = []
     with pytest.raises(ClipTimeout, match="in decoding"):
