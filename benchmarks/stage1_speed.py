@@ -77,7 +77,12 @@ def main(argv=None) -> int:
     ap.add_argument("--stage", action="store_true", help="time the whole extract_faces stage (identity, shards)")
     ap.add_argument("--json", type=Path, help="add the result to this JSON file")
     ap.add_argument("--note", default="", help="a remark stored with the run (e.g. 'machine under load')")
+    ap.add_argument("--markdown", type=Path, metavar="F", help="only print the runs of the JSON file F as a markdown "
+                    "table (benchmarks/README.md)")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     truth = None
     if args.real_scenes:
         clips, truth = real_scene_clips(args)
@@ -258,6 +263,23 @@ def report(run: dict, n_frames: int, decode_s: float) -> None:
     for k, v in prof.items():
         print(f"  {k.removesuffix('_s'):<9} {v:8.2f} s  {100 * v / total:5.1f} %  {v / video_s:6.3f}")
     print(f"  {'sum':<9} {total:8.2f} s  100.0 %  {total / video_s:6.3f}   (wall {wall:.2f} s, {run['workers']} workers)")
+
+
+def markdown(data: dict) -> str:
+    """The runs of a ``--json`` file as a markdown table: real-time factor and the profile's shares."""
+    steps = [k for k in PROFILE_STEPS if any(k in r["profile"] for r in data["runs"])]
+    lines = ["| mode | size | detector | workers | clips (video) | real-time factor | "
+             + " | ".join(k.removesuffix("_s") for k in steps) + " | date, load average |",
+             "|---" * (6 + len(steps) + 1) + "|"]
+    for r in data["runs"]:
+        total = sum(r["profile"].values()) or 1.0
+        lines.append(
+            f"| {r['mode']} | {r['width']}x{r['height']} | {r['config']['detector']['name']} | {r['workers']} | "
+            f"{r['clips']} ({r['video_s']:.0f} s) | **{r['realtime_x']:.2f}x** | "
+            + " | ".join(f"{100 * r['profile'].get(k, 0.0) / total:.0f} % ({r['profile'].get(k, 0.0) / r['video_s']:.3f})"
+                         for k in steps)
+            + f" | {r.get('date', '?')}, {r.get('load_avg', ['?'])[0]} |")
+    return "\n".join(lines)
 
 
 def machine() -> dict:
