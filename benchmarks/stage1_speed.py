@@ -165,7 +165,7 @@ def time_stage1(cfg: Stage1Config, clips: list[Path], workers: int) -> dict:
                                       desc="stage 1 (pipeline)", unit="clip")]
         wall = time.perf_counter() - t0  # includes worker start-up (model load per worker)
     return {"mode": "pipeline", "workers": workers, "torch_threads": torch.get_num_threads() if workers <= 1 else
-            cfg.torch_threads, "wall_s": round(wall, 2), "config": _config(cfg),
+            cfg.torch_threads, "wall_s": round(wall, 2), "config": {**_config(cfg), "identity": "none", "embedder": None},
             "statuses": _statuses(r.record for r in results), "profile": profile_of([r.record for r in results])}
 
 

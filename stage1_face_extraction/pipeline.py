@@ -345,7 +345,9 @@ class FacePipeline:
         embed: bool = False,
     ) -> ClipAnalysis:
         """Passes 1-2 on one clip: shots, faces, tracks, speaking scores and (``embed``) identity
-        embeddings. Never raises for a bad clip: the record's status says why (``final``)."""
+        embeddings. Never raises for a bad clip: the record's status says why (``final``); raises
+        :class:`~stage1_face_extraction.clock.ClipTimeout` past ``stage1.max_clip_seconds`` (the
+        executors record it as status ``error``)."""
         path = str(path)
         clock = ClipClock(self.cfg.max_clip_seconds)
         rec: dict[str, Any] = {
@@ -481,7 +483,8 @@ class FacePipeline:
     ) -> ClipResult:
         """Every step on ONE clip: :meth:`analyse`, the identity step over this clip alone when
         ``references`` (``{name: (K, D) embeddings}``, ``identity.load_references``) are given, then
-        :meth:`finish`. Never raises for a bad clip: the status says why.
+        :meth:`finish`. Never raises for a bad clip: the status says why (a clip past
+        ``stage1.max_clip_seconds`` raises ``ClipTimeout``, which callers record as status ``error``).
 
         With references, the clip's tracks are clustered and named by the same ``identify_group``
         as a dialogue's (over one clip only the reference photos name clusters).
