@@ -38,6 +38,20 @@ def _time(fn, repeat: int = 1) -> float:
     return (time.perf_counter() - t0) / repeat
 
 
+def length_batches(waves: list[np.ndarray], batch_seconds: float, sr: int = 16000) -> list[list[int]]:
+    """Indices of ``waves`` sorted by length and cut into batches of at most ``batch_seconds`` padded seconds."""
+    order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+    budget = int(batch_seconds * sr)
+    batches, cur = [], []
+    for i in order:
+        if cur and (len(cur) + 1) * len(waves[i]) > budget:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    batches.append(cur)
+    return batches
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -80,15 +94,7 @@ def main(argv=None) -> int:
             w2v = create_extractor("wav2vec2", random_init=True, device=dev)
         dt = _time(lambda: [w2v.extract(w) for w in waves])
         print(f"wav2vec2 base, one per forward:  {total_s / dt:8.1f} utterance-seconds of audio per second")
-        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-        budget = int(args.batch_seconds * 16000)
-        batches, cur = [], []
-        for i in order:
-            if cur and (len(cur) + 1) * len(waves[i]) > budget:
-                batches.append(cur)
-                cur = []
-            cur.append(i)
-        batches.append(cur)
+        batches = length_batches(waves, args.batch_seconds)
         dt = _time(lambda: [w2v.extract_batch([waves[i] for i in b]) for b in batches])
         print(f"wav2vec2 base, sorted batches ({args.batch_seconds:g} s): {total_s / dt:5.1f} utterance-seconds of audio "
               f"per second ({len(batches)} forwards for {n_utt} utterances)")

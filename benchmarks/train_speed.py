@@ -112,6 +112,21 @@ class OneUtterance:
                             [it.visual[k]])
 
 
+def model_config(args):
+    """The T+A+V ``ModelConfig`` of ``args`` (``hidden``, ``text_hidden``, ``text_layers``, ``vocab``,
+    ``audio_len``, ``visual_len``): a random RoBERTa-layout text encoder, no FER branch."""
+    from stage2_mer.model import ModelConfig
+
+    h, th = args.hidden, args.text_hidden
+    heads = max(1, h // 32)
+    text_config = {"model_type": "roberta", "hidden_size": th, "num_hidden_layers": args.text_layers,
+                   "num_attention_heads": max(1, th // 32), "intermediate_size": 4 * th, "vocab_size": args.vocab,
+                   "max_position_embeddings": 514, "pad_token_id": 1}
+    return ModelConfig(modalities="T+A+V", text_encoder=None, text_config=text_config, hidden=h, heads=heads,
+                       ffn=4 * h, cross_heads=heads, fer_dim=0, audio_dim=768, visual_dim=512,
+                       max_audio_len=int(args.audio_len * 1.5) + 1, max_visual_len=int(args.visual_len * 1.5) + 1)
+
+
 def run(batch: int, args, tok, model_cfg, per_utterance: bool = False) -> dict:
     import pandas as pd
     import torch
@@ -181,20 +196,13 @@ def main(argv=None) -> int:
     import torch
 
     from stage1_face_extraction.params import load_section
-    from stage2_mer.model import ModelConfig
     from stage2_mer.train import TrainConfig
 
     if args.batch_dialogues is None:
         args.batch_dialogues = load_section(args.params, "train", TrainConfig).batch_dialogues
     torch.set_num_threads(args.threads)
     h, th = args.hidden, args.text_hidden
-    heads = max(1, h // 32)
-    text_config = {"model_type": "roberta", "hidden_size": th, "num_hidden_layers": args.text_layers,
-                   "num_attention_heads": max(1, th // 32), "intermediate_size": 4 * th, "vocab_size": args.vocab,
-                   "max_position_embeddings": 514, "pad_token_id": 1}
-    model_cfg = ModelConfig(modalities="T+A+V", text_encoder=None, text_config=text_config, hidden=h, heads=heads,
-                            ffn=4 * h, cross_heads=heads, fer_dim=0, audio_dim=768, visual_dim=512,
-                            max_audio_len=int(args.audio_len * 1.5) + 1, max_visual_len=int(args.visual_len * 1.5) + 1)
+    model_cfg = model_config(args)
     tok = make_tokenizer()
     device = torch.cuda.get_device_name() if args.cuda else f"CPU, {args.threads} thread(s)"
     print(f"FacialMMT T+A+V, hidden {h}, {model_cfg.audio_layers} audio / {model_cfg.visual_layers} visual / "

@@ -23,12 +23,18 @@ confidence: no faces are written rather than a wrong face); ``no_audio`` (the cl
 stream: the speaker is chosen from mouth motion alone, faces are written when one track clearly
 moves its mouth); ``decode_error`` (the video cannot be read); ``error`` (any other exception
 while processing the clip: ``reason`` is ``Type: message``, the run goes on); ``missing``.
+
+``stage1.max_clip_seconds`` bounds one clip's processing (analysis and finish together): past it
+the pipeline raises :class:`~stage1_face_extraction.clock.ClipTimeout` at its next check (between
+steps and after every decoded frame; ``clock.py`` says why a cooperative deadline), which the
+executors record as status ``error``. The same :class:`~stage1_face_extraction.clock.ClipClock`
+fills ``record["timings"]``: seconds per step (``decode_s``, ``shots_s``, ``detect_s``, ``track_s``, ``asd_s``,
+``identity_s``, ``crop_s``), ``total_s`` and ``video_s`` (the clip's length).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,7 @@ import numpy as np
 
 from stage1_face_extraction.align import align_face
 from stage1_face_extraction.asd import create_scorer, extract_patch
+from stage1_face_extraction.clock import ClipClock, check_limit
 from stage1_face_extraction.detectors import create_detector
 from stage1_face_extraction.identity.base import l2_normalize
 from stage1_face_extraction.identity.group import IdentityConfig, TrackFace, identify_group
@@ -100,10 +107,13 @@ class Stage1Config:
     the keys (an unknown key fails with the list of valid ones). ``detector.stride`` is ours: detect
     every ``stride``-th frame and let the tracker interpolate between. ``executor`` picks where the
     per-clip steps run: ``local`` (``workers`` processes on this machine) or ``ray`` (actors on a
-    Ray cluster, ``ray``: :class:`RayConfig`); the output bytes are the same.
+    Ray cluster, ``ray``: :class:`RayConfig`); the output bytes are the same. ``max_clip_seconds``:
+    a clip whose processing takes longer is recorded with status ``error`` and the run goes on
+    (null or 0: no limit; ``clock.py``).
     """
 
     max_frames: int = 160
+    max_clip_seconds: float | None = 300.0  # a clip whose processing takes longer gets status error (null/0: no limit)
     face_size: int = 160
     align_margin: float = 0.0  # facenet-pytorch MTCNN's default crop margin
     jpeg_quality: int = 95
@@ -132,6 +142,7 @@ class Stage1Config:
         if isinstance(self.worker_max_tasks, bool) or not isinstance(self.worker_max_tasks, int) \
                 or self.worker_max_tasks < 0:
             raise ValueError(f"runtime.stage1.worker_max_tasks must be an integer >= 0 (0: never), got {self.worker_max_tasks!r}")
+        self.max_clip_seconds = check_limit(self.max_clip_seconds)
         if self.max_frames < 1 or self.face_size < 16:
             raise ValueError("stage1.max_frames must be >= 1 and face_size >= 16")
         self.select.max_frames = self.max_frames
@@ -159,6 +170,7 @@ class ClipAnalysis:
     descriptors: dict[int, np.ndarray] = field(default_factory=dict)  # appearance, per track
     has_audio: bool = False
     faces: list[TrackFace] = field(default_factory=list)  # identity embeddings (embed=True)
+    elapsed_s: float = 0.0  # processing time so far (counts against stage1.max_clip_seconds in finish)
 
 
 def detected_rows(track: Track) -> np.ndarray:
@@ -197,7 +209,7 @@ class FacePipeline:
 
     # --------------------------------------------------------------------------------- passes
 
-    def _detect_pass(self, path: str) -> tuple[list[Detections | None], np.ndarray, np.ndarray]:
+    def _detect_pass(self, path: str, clock: ClipClock) -> tuple[list[Detections | None], np.ndarray, np.ndarray]:
         """Pass 1. Returns per-frame detections (None where not run), times (n,), shot ids (n,)."""
         dets: list[Detections | None] = []
         times: list[float] = []
@@ -223,7 +235,8 @@ class FacePipeline:
         # the cut / the end instead of stopping up to stride - 1 frames short (the tracker only
         # interpolates between detections).
         prev: tuple[int, np.ndarray] | None = None  # the previous frame, when it was not detected
-        for fr, sid in shot_stream(iter_frames(path), self.cfg.shots):
+        frames = shot_stream(clock.frames(iter_frames(path)), self.cfg.shots)
+        for fr, sid in clock.frames(frames, key="shots_s", where="shot detection"):
             if sid != last_shot and prev is not None:
                 queue(*prev)
             dets.append(None)
@@ -240,7 +253,8 @@ class FacePipeline:
         flush()
         return dets, np.asarray(times, np.float64), np.asarray(shot_ids, np.int64)
 
-    def _patch_pass(self, path: str, tracks: list[Track], id_frames: int = 0) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+    def _patch_pass(self, path: str, tracks: list[Track], clock: ClipClock,
+                    id_frames: int = 0) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
         """Pass 2. ASD patches per track row and an appearance descriptor per track.
 
         With ``id_frames`` > 0, up to that many (frame, box, landmarks) samples of the best-detected
@@ -264,7 +278,7 @@ class FacePipeline:
                 t.extra["id_samples"] = []
         desc: dict[int, list[np.ndarray]] = {t.track_id: [] for t in tracks}
         last = max(active) if active else -1
-        for fr in iter_frames(path):
+        for fr in clock.frames(iter_frames(path)):
             if fr.index > last:
                 break
             for t in active.get(fr.index, ()):
@@ -307,12 +321,12 @@ class FacePipeline:
             out[tid] = (l2_normalize(m)[0], thumb)
         return out
 
-    def _crop_pass(self, path: str, tracks: dict[int, Track], picked: list[tuple[int, int]]) -> np.ndarray:
+    def _crop_pass(self, path: str, tracks: dict[int, Track], picked: list[tuple[int, int]], clock: ClipClock) -> np.ndarray:
         """Pass 3. Aligned crops (N, S, S, 3) for the picked (track, frame) pairs, in order."""
         want = {f: tid for tid, f in picked}
         crops: dict[int, np.ndarray] = {}
         last = max(want)
-        for fr in iter_frames(path):
+        for fr in clock.frames(iter_frames(path)):
             if fr.index > last:
                 break
             tid = want.get(fr.index)
@@ -331,9 +345,11 @@ class FacePipeline:
         embed: bool = False,
     ) -> ClipAnalysis:
         """Passes 1-2 on one clip: shots, faces, tracks, speaking scores and (``embed``) identity
-        embeddings. Never raises for a bad clip: the record's status says why (``final``)."""
+        embeddings. Never raises for a bad clip: the record's status says why (``final``); raises
+        :class:`~stage1_face_extraction.clock.ClipTimeout` past ``stage1.max_clip_seconds`` (the
+        executors record it as status ``error``)."""
         path = str(path)
-        t0 = time.perf_counter()
+        clock = ClipClock(self.cfg.max_clip_seconds)
         rec: dict[str, Any] = {
             "clip": clip or path, "utt_id": utt_id, "status": "ok", "fps": None, "n_frames": 0,
             "frames": [], "tracks": [], "speaker": speaker, "timings": {},
@@ -344,55 +360,55 @@ class FacePipeline:
             a.final = True
             return a
         try:
-            info = probe(path)
+            with clock.step("decode_s"):
+                info = probe(path)
             rec["fps"] = info.fps
-            dets, times, shot_ids = self._detect_pass(path)
+            with clock.step("detect_s"):  # face detection; the decoding and shot detection in it: decode_s, shots_s
+                dets, times, shot_ids = self._detect_pass(path, clock)
         except DecodeError as exc:
             rec["status"], rec["reason"] = "decode_error", str(exc)
             a.final = True
             return a
-        t1 = time.perf_counter()
         n = len(dets)
         rec["n_frames"] = n
         rec["shots"] = int(shot_ids.max()) + 1 if n else 0
         a.times = times
-        a.tracks = tracks = track_faces(dets, np.arange(n), shot_ids, self.cfg.tracking)
-        t2 = time.perf_counter()
+        with clock.step("track_s"):
+            a.tracks = tracks = track_faces(dets, np.arange(n), shot_ids, self.cfg.tracking)
         audio = None
-        if info.has_audio:
-            try:
-                audio = read_audio(path, AUDIO_SR)
-            except NoAudioError:
-                audio = None
-            except DecodeError as exc:
-                log.warning("%s: audio unreadable (%s); scoring from mouth motion alone", path, exc)
+        with clock.step("decode_s"):
+            if info.has_audio:
+                try:
+                    audio = read_audio(path, AUDIO_SR)
+                except NoAudioError:
+                    audio = None
+                except DecodeError as exc:
+                    log.warning("%s: audio unreadable (%s); scoring from mouth motion alone", path, exc)
         if audio is not None and audio.size == 0:
             audio = None
         a.has_audio = audio is not None
-        t_id = 0.0
+        clock.add("identity_s", 0.0)
         if tracks:
             embed = embed and self.identity_embedder is not None
-            patches, a.descriptors = self._patch_pass(path, tracks, id_frames=self.cfg.identity.frames_per_track if embed else 0)
-            scores = self.scorer.score(patches, [times[t.frames] for t in tracks], audio, AUDIO_SR, info.fps)
-            for t, sc in zip(tracks, scores):
-                t.speaking = np.asarray(sc, np.float32)
-            voice_at = getattr(self.scorer, "voice_at", None)
-            if audio is not None and voice_at is not None:
-                a.voiced = np.asarray(voice_at(audio, AUDIO_SR, times)) >= 0.5
+            with clock.step("asd_s"):  # patches, speaking scores, voice activity (decoding: decode_s)
+                patches, a.descriptors = self._patch_pass(path, tracks, clock,
+                                                          id_frames=self.cfg.identity.frames_per_track if embed else 0)
+                scores = self.scorer.score(patches, [times[t.frames] for t in tracks], audio, AUDIO_SR, info.fps)
+                for t, sc in zip(tracks, scores):
+                    t.speaking = np.asarray(sc, np.float32)
+                voice_at = getattr(self.scorer, "voice_at", None)
+                if audio is not None and voice_at is not None:
+                    a.voiced = np.asarray(voice_at(audio, AUDIO_SR, times)) >= 0.5
             if embed:
-                t_emb = time.perf_counter()
-                for tid, (vec, thumb) in self._embed_tracks(tracks).items():
-                    t = next(t for t in tracks if t.track_id == tid)
-                    a.faces.append(TrackFace(
-                        utt_id=str(utt_id or path), track_id=tid, embedding=vec,
-                        evidence=track_evidence(t, a.voiced), start=t.start, end=t.end, thumb=thumb,
-                    ))
-                t_id = time.perf_counter() - t_emb
-        t3 = time.perf_counter()
-        rec["timings"] = {
-            "decode_detect_s": t1 - t0, "track_s": t2 - t1, "asd_s": t3 - t2 - t_id, "identity_s": t_id,
-            "video_s": n / info.fps if info.fps else 0.0,
-        }
+                with clock.step("identity_s"):
+                    for tid, (vec, thumb) in self._embed_tracks(tracks).items():
+                        t = next(t for t in tracks if t.track_id == tid)
+                        a.faces.append(TrackFace(
+                            utt_id=str(utt_id or path), track_id=tid, embedding=vec,
+                            evidence=track_evidence(t, a.voiced), start=t.start, end=t.end, thumb=thumb,
+                        ))
+        rec["timings"] = {**clock.timings, "video_s": n / info.fps if info.fps else 0.0}
+        a.elapsed_s = clock.elapsed()
         return a
 
     def finish(self, a: ClipAnalysis, identities: dict[int, tuple[str | None, float | None, int]] | None = None) -> ClipResult:
@@ -407,7 +423,20 @@ class FacePipeline:
         size = self.cfg.face_size
         if a.final:
             return ClipResult(rec, _empty_crops(size))
-        t3 = time.perf_counter()
+        clock = ClipClock(self.cfg.max_clip_seconds, spent=a.elapsed_s)
+        clock.check("finish")
+        with clock.step("crop_s"):  # selection, alignment, the manifest rows (decoding: decode_s)
+            crops = self._finish(a, identities, clock)
+        timings = rec["timings"]
+        for key, seconds in clock.timings.items():
+            timings[key] = timings.get(key, 0.0) + seconds
+        timings["total_s"] = sum(v for k, v in timings.items() if k.endswith("_s") and k not in ("video_s", "total_s"))
+        return ClipResult(rec, crops, a.tracks)
+
+    def _finish(self, a: ClipAnalysis, identities, clock: ClipClock) -> np.ndarray:
+        """:meth:`finish` without the clock: fills ``a.record``, returns the crops."""
+        rec = a.record
+        size = self.cfg.face_size
         tracks, times = a.tracks, a.times
         speaker = rec.get("speaker")
         if identities is not None:
@@ -422,7 +451,7 @@ class FacePipeline:
         by_id = {t.track_id: t for t in tracks}
         crops = _empty_crops(size)
         if sel.status == "ok":
-            crops = self._crop_pass(a.path, by_id, sel.frames)
+            crops = self._crop_pass(a.path, by_id, sel.frames, clock)
             for tid, f in sel.frames:
                 t = by_id[tid]
                 r = f - t.start
@@ -448,10 +477,7 @@ class FacePipeline:
         if identities is not None:
             for summary, t in zip(rec["tracks"], tracks):
                 summary.update(identity=t.identity, identity_score=t.identity_score, cluster=t.extra["cluster"])
-        timings = rec["timings"]
-        timings["select_crop_s"] = time.perf_counter() - t3
-        timings["total_s"] = sum(v for k, v in timings.items() if k.endswith("_s") and k != "video_s")
-        return ClipResult(rec, crops, tracks)
+        return crops
 
     def process(
         self, path: str | Path, utt_id: str | None = None, speaker: str | None = None, clip: str | None = None,
@@ -459,7 +485,8 @@ class FacePipeline:
     ) -> ClipResult:
         """Every step on ONE clip: :meth:`analyse`, the identity step over this clip alone when
         ``references`` (``{name: (K, D) embeddings}``, ``identity.load_references``) are given, then
-        :meth:`finish`. Never raises for a bad clip: the status says why.
+        :meth:`finish`. Never raises for a bad clip: the status says why (a clip past
+        ``stage1.max_clip_seconds`` raises ``ClipTimeout``, which callers record as status ``error``).
 
         With references, the clip's tracks are clustered and named by the same ``identify_group``
         as a dialogue's (over one clip only the reference photos name clusters).

@@ -18,7 +18,10 @@ Checks, each reported as OK, WARN or FAIL with one message and, for a problem, o
 * **machine**: the GPU (name, memory, bf16) against ``train.precision`` and the configured devices;
   CPU cores against ``runtime.stage1.workers``; free disk at the outputs, the DVC cache and the default
   DVC remote against what the run will write;
-* an **estimate** of the run time per stage from the corpus size and :data:`RATES`.
+* an **estimate** of the run time per stage from the corpus size and :data:`RATES`; stage 1's from
+  the measured whole-stage benchmark :data:`STAGE1_BENCHMARK` (``benchmarks/stage1_speed.py --stage
+  --json``) when that file is there, its machine and date named in the report (else the assumed
+  :data:`STAGE1_PARTS`, and the report says so).
 
 Relative paths in params.yaml are resolved against ``--root`` (default: the folder of the params
 file, the repository root for the project's params.yaml), where ``dvc repro`` runs the stages.
@@ -70,7 +73,32 @@ class Rate:
     source: str
 
 
-#: Stage 1 is measured per part (``timings.jsonl`` of ``make demo``: 75 clips, 222 s of 640x360
+#: The whole-stage speed benchmark (``benchmarks/stage1_speed.py --stage --json``, relative to
+#: ``--root``): the stage-1 estimate is derived from its measured real-time factor (the run of the
+#: nearest frame size, scaled by pixels); :data:`STAGE1_PARTS` is the fallback when it is absent.
+STAGE1_BENCHMARK = "benchmarks/results/stage1_speed_cpu2.json"
+
+
+def stage1_benchmark_run(path: Path, width: int, height: int, detector: str | None = None) -> dict | None:
+    """The ``stage`` run of the benchmark JSON at ``path`` nearest to ``width`` x ``height`` in pixel
+    count, among the runs of ``detector`` when there are any (None when the file is absent or holds
+    no such run; a malformed file raises ValueError)."""
+    if not path.is_file():
+        return None
+    try:
+        runs = [r for r in json.loads(path.read_text(encoding="utf-8"))["runs"] if r.get("mode") == "stage"]
+        for r in runs:
+            if not (r["realtime_x"] > 0 and r["workers"] >= 1 and r["width"] * r["height"] > 0):
+                raise ValueError(f"bad run {r.get('width')}x{r.get('height')}")
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a benchmarks/stage1_speed.py --json file ({exc})") from exc
+    if not runs:
+        return None
+    runs = [r for r in runs if (r.get("config") or {}).get("detector", {}).get("name") == detector] or runs
+    return min(runs, key=lambda r: abs(math.log(r["width"] * r["height"] / (width * height))))
+
+
+#: Fallback (no :data:`STAGE1_BENCHMARK`): stage 1 measured per part (``timings.jsonl`` of ``make demo``: 75 clips, 222 s of 640x360
 #: video at 23.976 fps, mtcnn with stride 2 and downscale 0.5, av_sync + silero, dlib identity,
 #: 2 workers on 2 cores: 3.28 s of worker time per 2.96 s clip); the parts marked ``pixels`` are
 #: scaled by the clips' pixel count over 640x360 (MELD's 1280x720: x4).
@@ -863,22 +891,14 @@ class Doctor:
         rows: list[dict] = []
 
         # stage 1
-        per_s = 0.0
-        for part, (rate, scaled) in STAGE1_PARTS.items():
-            if part == "identity" and not stage1.identity.enabled:
-                continue
-            r = rate * (pixels if scaled else 1.0)
-            det_gpu = stage1.detector.get("device", "auto") in ("auto", "cuda") and stage1.detector["name"] == "mtcnn"
-            if part == "decode_detect" and self.cuda and det_gpu:
-                r /= RATES["stage1.gpu_detect"].gpu or 1.0
-            per_s += r
+        per_s, source = self._stage1_rate(stage1, work, pixels)
         if getattr(stage1, "executor", "local") == "ray":  # the cluster's actors; unknown: this machine's
             workers = stage1.ray.actors or max(1, cores // max(1, stage1.torch_threads))
         else:
             workers = max(1, min(stage1.workers, cores))
         rows.append(_row("extract_faces", f"{n_utt:,} clips, {fmt_duration(video_s)} of {work.width}x{work.height} video",
-                         f"{per_s:.2f} s per s of video per worker, {workers} workers", video_s * per_s / workers,
-                         "cpu" + ("+gpu" if self.cuda else "")))
+                         f"{per_s:.2f} s per s of video per worker, {workers} workers ({source})",
+                         video_s * per_s / workers, "cpu" + ("+gpu" if self.cuda else "")))
         # features
         if "visual" in feats:
             name = feats["visual"]["name"]
@@ -931,6 +951,54 @@ class Doctor:
                                   "video_hours": round(video_s / 3600, 2), "resolution": f"{work.width}x{work.height}",
                                   "face_crops": round(crops)}
         self._disk(work, feats, crops, video_s, text_params, fer_used)
+
+    def _stage1_rate(self, stage1, work: Workload, pixels: float) -> tuple[float, str]:
+        """Worker-seconds of stage 1 per second of video, and where that figure comes from: the
+        :data:`STAGE1_BENCHMARK` run nearest to the clips' size (workers / real-time factor: the wall
+        time of its workers, scaled by pixels), else the assumed :data:`STAGE1_PARTS`. Adds a check
+        naming the benchmark (machine, date) or saying it is absent."""
+        det_gpu = self.cuda and stage1.detector.get("device", "auto") in ("auto", "cuda") \
+            and stage1.detector["name"] == "mtcnn"
+        gpu = RATES["stage1.gpu_detect"].gpu or 1.0
+        path = self.root / STAGE1_BENCHMARK
+        try:
+            run = stage1_benchmark_run(path, work.width, work.height, stage1.detector["name"])
+        except ValueError as exc:
+            run = None
+            self.add(WARN, "stage1 speed benchmark", f"{exc}; the stage-1 estimate uses assumed rates",
+                     "rerun benchmarks/stage1_speed.py --stage ... --json " + STAGE1_BENCHMARK)
+        if run is not None:
+            scale = work.width * work.height / (run["width"] * run["height"])
+            per_s = run["workers"] / run["realtime_x"] * scale
+            prof = run.get("profile") or {}
+            share = prof.get("detect_s", 0.0) / (sum(prof.values()) or 1.0)
+            if det_gpu:
+                per_s *= 1 - share + share / gpu
+            m = run.get("machine") or {}
+            det = (run.get("config") or {}).get("detector", {}).get("name", "?")
+            where = (f"detector {det}, {run['workers']} workers on {m.get('cores', '?')} cores of {m.get('cpu', 'an unknown CPU')}, "
+                     f"{run.get('date', 'undated')}" + (f", {run['note']}" if run.get("note") else ""))
+            self.facts["stage1_benchmark"] = {"file": STAGE1_BENCHMARK, "realtime_x": run["realtime_x"],
+                                              "size": f"{run['width']}x{run['height']}", "workers": run["workers"],
+                                              "machine": m, "date": run.get("date")}
+            self.add(OK, "stage1 speed benchmark", f"{STAGE1_BENCHMARK}: the whole stage at {run['width']}x"
+                     f"{run['height']} ran {run['realtime_x']:.2f}x real time ({where}); the stage-1 estimate is "
+                     "derived from it" + (f", scaled x{scale:.2f} for {work.width}x{work.height}" if scale != 1 else ""))
+            return per_s, f"measured: {STAGE1_BENCHMARK}, {run['realtime_x']:.2f}x real time at {run['width']}x{run['height']}"
+        if not any(c.name == "stage1 speed benchmark" for c in self.checks):
+            self.add(WARN, "stage1 speed benchmark", f"{STAGE1_BENCHMARK} is absent: the stage-1 estimate uses ASSUMED "
+                     "per-part rates (STAGE1_PARTS, from make demo's timings at 640x360)",
+                     f"python benchmarks/stage1_speed.py --stage --real-scenes DIR --width 1280 --height 720 --json "
+                     f"{STAGE1_BENCHMARK} (README: MELD-sized dry run on paper)")
+        per_s = 0.0
+        for part, (rate, scaled) in STAGE1_PARTS.items():
+            if part == "identity" and not stage1.identity.enabled:
+                continue
+            r = rate * (pixels if scaled else 1.0)
+            if part == "decode_detect" and det_gpu:
+                r /= gpu
+            per_s += r
+        return per_s, f"ASSUMED: {STAGE1_BENCHMARK} absent"
 
     def _disk(self, work: Workload, feats: dict, crops: float, video_s: float, text_params: float,
               fer_used: bool) -> None:

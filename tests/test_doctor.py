@@ -225,3 +225,44 @@ def test_gpu_is_reported():
     d.check_gpu()
     gpu = _by_name({"checks": [c.__dict__ for c in d.checks]})["gpu"]
     assert gpu["status"] == "OK" and torch.cuda.get_device_name(0) in gpu["message"] and "bf16" in gpu["message"]
+
+
+def test_stage1_estimate_follows_the_benchmark_file(repo_root, small_demo, tmp_path, monkeypatch):
+    """The stage-1 estimate is derived from the whole-stage benchmark's JSON (benchmarks/stage1_speed.py --stage
+    --json), which the report names with its machine and date: a benchmark twice as slow doubles the estimate, a
+    4x larger frame (the run nearest in size, scaled by pixels) 4x; without the file the report says so."""
+    params = _params(repo_root, tmp_path, lambda p: p["data"].update(meld_root=str(small_demo)))
+
+    def bench(rtf: float, width: int = 640, height: int = 360) -> Path:
+        path = tmp_path / f"bench_{rtf}_{width}.json"
+        run = {"mode": "stage", "width": width, "height": height, "realtime_x": rtf, "workers": 2,
+               "profile": {"decode_s": 1.0, "detect_s": 2.0}, "date": "2026-12-04 17:00 UTC",
+               "machine": {"cpu": "Test CPU 9000", "cores": 2}, "note": ""}
+        other = dict(run, mode="pipeline", realtime_x=100.0)  # not the whole stage: never used
+        path.write_text(json.dumps({"runs": [other, run]}))
+        return path
+
+    def estimate(path: Path) -> tuple[float, dict]:
+        monkeypatch.setattr(doctor, "STAGE1_BENCHMARK", str(path))
+        _, report = _run(params, repo_root, tmp_path, "--sample", "0")
+        return {r["stage"]: r for r in report["estimate"]}["extract_faces"]["seconds"], _by_name(report)
+
+    fast, checks = estimate(bench(1.0))
+    assert checks["stage1 speed benchmark"]["status"] == "OK"
+    assert "Test CPU 9000" in checks["stage1 speed benchmark"]["message"]
+    assert "2026-12-04" in checks["stage1 speed benchmark"]["message"]
+    slow, _ = estimate(bench(0.5))
+    assert slow == pytest.approx(2 * fast, rel=0.02), (fast, slow)
+    big, checks = estimate(bench(1.0, 320, 180))  # the workload is 640x360: 4x the pixels of this run
+    assert big == pytest.approx(4 * fast, rel=0.02), (fast, big)
+    absent, checks = estimate(tmp_path / "absent.json")
+    assert checks["stage1 speed benchmark"]["status"] == "WARN"
+    assert "absent" in checks["stage1 speed benchmark"]["message"]
+    assert absent > 0
+
+
+def test_committed_stage1_benchmark_is_read(repo_root):
+    """The committed benchmark file parses and has a whole-stage run at MELD's 1280x720."""
+    run = doctor.stage1_benchmark_run(repo_root / doctor.STAGE1_BENCHMARK, 1280, 720)
+    assert run is not None, f"{doctor.STAGE1_BENCHMARK}: no whole-stage run"
+    assert (run["width"], run["height"]) == (1280, 720) and run["realtime_x"] > 0 and run["machine"]["cores"]

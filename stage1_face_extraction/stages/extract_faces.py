@@ -48,6 +48,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -151,9 +152,14 @@ def _preview(clip: str, res, path: Path) -> None:
 
 
 def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: str,
-                  pictures: Path | None = None) -> Counter:
+                  pictures: Path | None = None, profile: dict[str, float] | None = None) -> Counter:
     """Process one split's utterances (a DataFrame slice) into ``out`` (its pictures into
-    ``pictures``, default ``<out>_pictures``); returns status counts."""
+    ``pictures``, default ``<out>_pictures``); returns status counts.
+
+    ``profile``: when given, the seconds this process spends storing the results (journal, shard
+    JPEGs and tar files, manifest rows; the pictures not included) are added to its ``write_s``
+    (``benchmarks/stage1_speed.py``; the per-clip steps are in each record's ``timings``)."""
+    profile = {} if profile is None else profile
     pictures = pictures if pictures is not None else out.with_name(out.name + "_pictures")
     cfg = runner.cfg
     out.mkdir(parents=True, exist_ok=True)
@@ -233,6 +239,7 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
                 _preview(job.path, res, preview_dir / f"{job.utt_id}.mp4")  # before the journal: kept on resume
             if not job.write:  # stored before a resume: its preview only
                 continue
+            t_write = time.perf_counter()
             # Journal first, then the shard: a clip in a finished shard always has its record, so
             # a kill at any point never makes a resumed run redo a stored clip.
             jf.write(json.dumps(rec, default=float) + "\n")
@@ -241,10 +248,13 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
             writer.add(job.utt_id, res.crops)
             manifest.append(rec)  # the row, readable now (the journal above is what a resume reads)
             records[job.utt_id] = rec
+            profile["write_s"] = profile.get("write_s", 0.0) + time.perf_counter() - t_write
             bar.update(1)
             bar.set_postfix_str(rec["status"])
+    t_write = time.perf_counter()
     writer.close()
     write_manifest(out / "manifest.jsonl", records.values())  # sorted: the bytes do not depend on the order above
+    profile["write_s"] = profile.get("write_s", 0.0) + time.perf_counter() - t_write
     write_contact_sheets(out, records, cfg.contact_sheets, pictures)
     if scope != "none":
         write_identities(out / "identities.jsonl", reports.values())
