@@ -113,7 +113,7 @@ class Stage1Config:
     """
 
     max_frames: int = 160
-    max_clip_seconds: float | None = 300.0  # a clip whose processing takes longer gets status error (null/0: no limit)
+    max_clip_seconds: float | None = 1800.0  # a clip whose processing takes longer gets status error (null/0: no limit)
     face_size: int = 160
     align_margin: float = 0.0  # facenet-pytorch MTCNN's default crop margin
     jpeg_quality: int = 95

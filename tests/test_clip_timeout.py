@@ -125,7 +125,7 @@ def test_limit_param_validation() -> None:
         with pytest.raises(ValueError, match="max_clip_seconds"):
             check_limit(bad)
     assert from_dict(Stage1Config, {"max_clip_seconds": 0}).max_clip_seconds is None
-    assert Stage1Config().max_clip_seconds == 300.0
+    assert Stage1Config().max_clip_seconds == 1800.0
     with pytest.raises(ConfigError, match="max_clip_second"):
         from_dict(Stage1Config, {"max_clip_second": 5})
 
