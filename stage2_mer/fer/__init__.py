@@ -21,6 +21,9 @@ from .affwild2 import (
     AffWild2FormatError,
     AffWild2Index,
     AugmentConfig,
+    check_affwild2_source,
+    is_affwild2_standin,
+    is_demo_corpus,
     read_expression_file,
     scan_affwild2,
     write_demo_affwild2,
@@ -29,6 +32,7 @@ from .frames import (
     IMPORTANCE_THRESHOLD,
     faces_to_input,
     fer_distributions,
+    filter_counts,
     filter_frames,
     frame_distributions,
     importance,
@@ -37,6 +41,7 @@ from .frames import (
     scatter_frames,
 )
 from .swin import (
+    CHANNEL_ORDERS,
     CheckpointError,
     CheckpointReport,
     FERConfig,
@@ -48,6 +53,7 @@ from .swin import (
 )
 
 __all__ = [
+    "CHANNEL_ORDERS",
     "AFFWILD2_EXPRESSIONS",
     "AFFWILD2_TO_MELD",
     "IMPORTANCE_THRESHOLD",
@@ -59,12 +65,16 @@ __all__ = [
     "AugmentConfig",
     "CheckpointError",
     "CheckpointReport",
+    "check_affwild2_source",
+    "is_affwild2_standin",
+    "is_demo_corpus",
     "FERConfig",
     "SwinFER",
     "build_fer",
     "faces_to_input",
     "fer_distributions",
     "fer_to_official_key",
+    "filter_counts",
     "filter_frames",
     "frame_distributions",
     "importance",
