@@ -3,7 +3,7 @@
     from stage2_mer.fer import FERConfig, build_fer, scan_affwild2, AffWild2Dataset, fer_distributions
     model = build_fer(FERConfig(checkpoint="models/Swin_tiny_Ms-Celeb-1M.pt"))  # SwinFER
     logits = model(images)                                   # (N, 3, 224, 224) -> (N, 7), MELD order
-    probs = fer_distributions(model, crops, training=False)  # crops (M, H, W, 3) uint8 -> (M, 7)
+    probs = fer_distributions(model, crops, samples=0)  # crops (M, H, W, 3) uint8 -> (M, 7)
     x, mask = filter_frames(feats, scatter_frames(probs, mask), mask)  # (U, Lv, 512 + 7), (U, Lv)
 
 Modules: :mod:`.swin` (model, MS-Celeb checkpoint loader), :mod:`.affwild2` (ABAW3 expression
