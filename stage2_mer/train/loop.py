@@ -324,11 +324,9 @@ class Trainer:
 
     def _aux_epoch(self, aux: dict, epoch: int) -> float:
         """One full pass over the Aff-Wild2 loader (``aux_schedule: epoch_pass``); the mean loss."""
-        n = len(aux["loader"])
-        it = iter(aux["loader"])
-        losses = [self._aux_step(aux, next(it)) for _ in range(n)]
+        losses = [self._aux_step(aux, batch) for batch in aux["loader"]]
         mean = float(np.mean(losses)) if losses else float("nan")
-        self._log({"epoch": epoch, "aux_steps": n, "aux_loss": mean})
+        self._log({"epoch": epoch, "aux_steps": len(losses), "aux_loss": mean})
         return mean
 
     def _aux_step(self, aux: dict, batch: tuple | None = None) -> float:
