@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from stage1_face_extraction.meld import EMOTIONS
@@ -48,12 +47,9 @@ def _table(seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def corpus(tmp_path_factory: pytest.TempPathFactory, save_tiny_roberta) -> dict:
     """Table, features, faces, text encoder and a params.yaml (two seeds, no auxiliary task)."""
-    from transformers import RobertaConfig, RobertaModel
-
     from stage1_face_extraction.store import FaceShardWriter
-    from stage2_mer.data import word_level_tokenizer
     from stage2_mer.features import FeatureWriter
 
     root = tmp_path_factory.mktemp("stages")
@@ -72,12 +68,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
         with FaceShardWriter(root / "faces" / split) as w:
             for u in ids:
                 w.add(u, rng.integers(0, 256, (lengths[u], CROP, CROP, 3), dtype=np.uint8))
-    text = root / "text_encoder"
-    tok = word_level_tokenizer(WORDS)
-    tok.save_pretrained(text)
-    torch.manual_seed(0)
-    RobertaModel(RobertaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                               vocab_size=len(tok), max_position_embeddings=130, pad_token_id=1)).save_pretrained(text)
+    text = save_tiny_roberta(root / "text_encoder", WORDS)
     params = {
         "model": {"modalities": "T+A+V", "text_encoder": str(text), "hidden": 16, "heads": 2, "ffn": 32,
                   "audio_layers": 1, "visual_layers": 1, "cross_layers": 1, "cross_heads": 2, "audio_dim": DIM,
@@ -179,7 +170,8 @@ def test_evaluate_uses_the_checkpoints_data_settings(corpus: dict, trained: dict
     with caplog.at_level(logging.WARNING):
         legacy = _evaluate(corpus, other, old, tmp_path / "legacy")
     assert "does not record its frame-filter settings" in caplog.text
-    assert (tmp_path / "legacy" / "predictions.csv").read_bytes() != (tmp_path / "same" / "predictions.csv").read_bytes()
+    same_csv = (tmp_path / "same" / "predictions.csv").read_bytes()
+    assert (tmp_path / "legacy" / "predictions.csv").read_bytes() != same_csv
     assert legacy["fer_filter"] != same["fer_filter"]
 
 

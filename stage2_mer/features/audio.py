@@ -159,7 +159,8 @@ class HFAudioExtractor(AudioExtractor):
             mask[b, : len(v)] = 1
         lens = self.module._get_feat_extract_output_lengths(torch.tensor([len(v) for v in norm]))
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-            res = self.module(torch.from_numpy(x).to(self.device), attention_mask=torch.from_numpy(mask).to(self.device),
+            res = self.module(torch.from_numpy(x).to(self.device),
+                              attention_mask=torch.from_numpy(mask).to(self.device),
                               output_hidden_states=self.layer >= 0)
             h = res.last_hidden_state if self.layer < 0 else res.hidden_states[self.layer]  # (B, L, D)
         h = h.float().cpu().numpy()
