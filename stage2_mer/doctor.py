@@ -292,7 +292,9 @@ class Doctor:
         data = self.cfg.get("data")
         if data is None:
             return False
-        return (self.path(data.meld_root) / "truth.json").is_file() or bool(self.produced_by(str(data.meld_root)))
+        from stage2_mer.fer.affwild2 import is_demo_corpus
+
+        return is_demo_corpus(self.path(data.meld_root)) or bool(self.produced_by(str(data.meld_root)))
 
     # --------------------------------------------------------------------------- dvc.yaml
 
@@ -799,15 +801,19 @@ class Doctor:
             self.add(WARN, key, "no Aff-Wild2 folder known (no --affwild2 and no train stage in dvc.yaml)",
                      "pass --affwild2 DIR (the folder train's --affwild2 gets)")
             return
+        from stage2_mer.fer import AffWild2Config, is_affwild2_standin, scan_affwild2
+
         stage = self.produced_by(value)
-        if stage and not self.affwild2_arg:
-            status = OK if self.is_demo else WARN
-            self.add(status, key, f"{value} is written by the {stage} stage: MELD's own train faces labelled with "
-                     "their utterance emotion (a demo stand-in, not Aff-Wild2)",
+        if (stage and not self.affwild2_arg) or is_affwild2_standin(self.path(value)):
+            # on real MELD the train stage refuses it (label leakage: check_affwild2_source)
+            status = OK if self.is_demo else FAIL
+            self.add(status, key, f"{value} is written by the {stage or 'make_affwild2'} stage: MELD's own train "
+                     "faces labelled with their utterance emotion (a demo stand-in, not Aff-Wild2)"
+                     + ("" if self.is_demo else "; on real MELD it leaks MELD labels into the model and train "
+                        "refuses it"),
                      "" if self.is_demo else "for FacialMMT's auxiliary task point train's --affwild2 (dvc.yaml) "
-                     "at a real Aff-Wild2 folder (README: Running on real MELD)")
+                     "at a real Aff-Wild2 folder (README: Running on real MELD), or set train.aux_ratio: 0")
             return
-        from stage2_mer.fer import AffWild2Config, scan_affwild2
 
         cfg = AffWild2Config(root=str(self.path(value)))
         try:

@@ -85,3 +85,25 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def save_tiny_roberta():
+    """A function ``(folder, words) -> folder`` that writes a word-level RoBERTa-layout tokenizer over
+    ``words`` and a random 1-layer, 16-wide RoBERTa there (a local text encoder for stage-2 tests)."""
+
+    def save(folder: Path, words) -> Path:
+        import torch
+        from transformers import RobertaConfig, RobertaModel
+
+        from stage2_mer.data import word_level_tokenizer
+
+        tok = word_level_tokenizer(words)
+        tok.save_pretrained(folder)
+        torch.manual_seed(0)
+        cfg = RobertaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                            vocab_size=len(tok), max_position_embeddings=130, pad_token_id=1)
+        RobertaModel(cfg).save_pretrained(folder)
+        return folder
+
+    return save

@@ -4,6 +4,7 @@ and its JSON report. Everything under tmp_path; no model is loaded."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -123,6 +124,25 @@ def test_present_weights_and_affwild2_pass(repo_root, small_demo, tmp_path):
     assert checks["fer.checkpoint"]["status"] == "OK"
     assert checks["Aff-Wild2"]["status"] == "OK" and "2 annotated videos" in checks["Aff-Wild2"]["message"]
     assert not any(c["name"].endswith("random_init") for c in report["checks"])
+
+
+def test_demo_affwild2_standin_fails_on_real_meld(repo_root, small_demo, tmp_path):
+    """Issue 19 item 5: the make_affwild2 stand-in is OK on the demo corpus and a FAIL elsewhere."""
+    from stage1_face_extraction.runstate import claim_output
+
+    standin = _affwild2(tmp_path / "affwild2")
+    claim_output(standin, "make_affwild2")
+    real = tmp_path / "MELD.Raw"
+    shutil.copytree(small_demo, real)
+    (real / "truth.json").unlink()  # what tells the demo corpus from MELD
+    for root, status in ((small_demo, "OK"), (real, "FAIL")):
+        (tmp_path / status).mkdir()
+        params = _params(repo_root, tmp_path / status, lambda p, r=root: p["data"].update(meld_root=str(r)))
+        rc, report = _run(params, tmp_path, tmp_path / status, "--affwild2", str(standin))
+        check = _by_name(report)["Aff-Wild2"]
+        assert check["status"] == status, check
+        assert "stand-in" in check["message"]
+        assert (rc == 1) == (status == "FAIL")
 
 
 def _affwild2(root: Path) -> Path:

@@ -131,19 +131,39 @@ def test_audio_batch_matches_single_with_attention_mask(layer_norm_w2v: Path) ->
     assert batched[-1].shape == (0, 32)
 
 
-def test_audio_batch_group_norm_longest_is_exact() -> None:
-    """Group-norm encoders take no mask: the longest utterance of a batch (no padding) is exact,
-    the shorter ones keep their own frame count."""
-    torch.manual_seed(0)
-    from transformers import Wav2Vec2Config
+def _tiny_w2v(folder: Path, norm: str, processor_mask: bool) -> Path:
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-    with pytest.warns(UserWarning, match="random_init"):
-        ext = create_extractor("wav2vec2", random_init=True, device="cpu")
-    assert isinstance(ext.module.config, Wav2Vec2Config) and ext.dim == 768
-    waves = _waves([0.5, 0.8])
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, vocab_size=10,
+        feat_extract_norm=norm, do_stable_layer_norm=norm == "layer",
+    )  # fmt: skip
+    Wav2Vec2Model(cfg).eval().save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True,
+                             return_attention_mask=processor_mask).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("norm, processor_mask", [("group", False), ("layer", False)])
+def test_audio_batch_matches_single_whatever_the_encoder(tmp_path: Path, monkeypatch, norm: str,
+                                                         processor_mask: bool) -> None:
+    """Issue 19 item 6: batched features equal one-at-a-time ones. Group norm (wav2vec2-base):
+    pad-free batches, only equal lengths share a forward; layer norm: the attention mask is passed
+    even when the feature extractor does not ask for it."""
+    ext = create_extractor("hf_audio", model=str(_tiny_w2v(tmp_path / norm, norm, processor_mask)), device="cpu")
+    forwards: list[int] = []
+    real = ext._forward_padded
+    monkeypatch.setattr(ext, "_forward_padded", lambda ws: forwards.append(len(ws)) or real(ws))
+    waves = _waves([0.5, 0.8, 0.8, 1.1, 0.01])  # two of the same length; the last too short for a frame
     batched = ext.extract_batch(waves)
-    assert [b.shape[0] for b in batched] == [ext.extract(w).shape[0] for w in waves]
-    np.testing.assert_allclose(batched[1], ext.extract(waves[1]), atol=1e-3)
+    for w, b in zip(waves, batched):
+        single = ext.extract(w)
+        assert b.shape == single.shape
+        np.testing.assert_allclose(b, single, atol=2e-4)
+    assert batched[-1].shape == (0, 32)
+    assert forwards == ([2] if norm == "group" else [4])  # group: only the equal pair is batched
 
 
 def test_audio_split_sorted_batches_and_missing_clip(tmp_path: Path, small_demo: Path, monkeypatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from stage1_face_extraction.params import ConfigError, from_dict
 from stage2_mer.fer import (
     AFFWILD2_EXPRESSIONS,
     AFFWILD2_TO_MELD,
+    IMPORTANCE_THRESHOLD,
     MELD_TO_AFFWILD2,
     AffWild2Config,
     AffWild2Dataset,
@@ -26,6 +28,7 @@ from stage2_mer.fer import (
     faces_to_input,
     fer_distributions,
     fer_to_official_key,
+    filter_counts,
     filter_frames,
     frame_distributions,
     importance,
@@ -207,6 +210,38 @@ def test_bad_checkpoints_name_the_file(model, tmp_path):
 # frames: distributions, importance, filtering
 
 
+def test_faces_to_input_channel_order():
+    crops = np.random.default_rng(0).integers(0, 256, (2, 40, 40, 3), dtype=np.uint8)
+    rgb = faces_to_input(crops, size=32)
+    bgr = faces_to_input(crops, size=32, channel_order="bgr")
+    torch.testing.assert_close(bgr, faces_to_input(np.ascontiguousarray(crops[..., ::-1]), size=32))
+    torch.testing.assert_close(bgr, rgb.flip(1))
+    assert not torch.allclose(bgr, rgb)
+    with pytest.raises(ValueError, match="channel_order"):
+        faces_to_input(crops, channel_order="rbg")
+
+
+def test_fer_distributions_feed_the_models_channel_order():
+    """The Swin sees its configured order: a model that returns its input's channel means as logits."""
+    crops = np.zeros((1, 32, 32, 3), np.uint8)
+    crops[..., 0] = 255  # pure red (RGB)
+
+    class Probe(torch.nn.Module):
+        def __init__(self, order):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+            self.cfg = FERConfig(random_init=True, image_size=32, channel_order=order)
+
+        def forward(self, x):  # (N, 3, S, S) -> (N, 7): channel means first
+            return torch.cat([x.mean(dim=(2, 3)), x.new_zeros((x.shape[0], 4))], 1) * 50 + self.w
+
+    rgb = fer_distributions(Probe("rgb"), crops)
+    bgr = fer_distributions(Probe("bgr"), crops)
+    assert int(rgb.argmax()) == 0 and int(bgr.argmax()) == 2  # red lands in the first / the last channel
+    with pytest.raises(ConfigError, match="channel_order"):
+        FERConfig(random_init=True, channel_order="gbr")
+
+
 def test_faces_to_input_resize_and_normalise():
     crops = np.zeros((3, 160, 160, 3), np.uint8)
     crops[1] = 255
@@ -220,18 +255,47 @@ def test_faces_to_input_resize_and_normalise():
         faces_to_input(np.zeros((1, 112, 112, 3), np.float32))
 
 
-def test_frame_distributions_eval_deterministic_training_noisy():
+def test_frame_distributions_deterministic_or_k_samples():
     logits = torch.randn(5, 7)
-    a = frame_distributions(logits, training=False)
-    b = frame_distributions(logits, training=False)
+    a = frame_distributions(logits)
+    b = frame_distributions(logits, samples=0)
     assert torch.equal(a, b) and torch.allclose(a, torch.softmax(logits, -1))
-    assert torch.allclose(frame_distributions(logits, 2.0, training=False), torch.softmax(logits / 2, -1))
+    assert torch.allclose(frame_distributions(logits, 2.0), torch.softmax(logits / 2, -1))
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    n1 = frame_distributions(logits, training=True, generator=g1)
-    n2 = frame_distributions(logits, training=True, generator=g2)
+    n1 = frame_distributions(logits, samples=1, generator=g1)
+    n2 = frame_distributions(logits, samples=1, generator=g2)
     assert torch.equal(n1, n2)  # reproducible with a generator
     assert not torch.allclose(n1, a)  # but noisy
     assert torch.allclose(n1.sum(-1), torch.ones(5))
+    # K samples: the mean of K one-sample draws from the same stream
+    g3, g4 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    k3 = frame_distributions(logits, samples=3, generator=g3)
+    singles = torch.stack([frame_distributions(logits, samples=1, generator=g4) for _ in range(3)]).mean(0)
+    torch.testing.assert_close(k3, singles)
+    with pytest.raises(ValueError, match="samples"):
+        frame_distributions(logits, samples=-1)
+
+
+def test_gumbel_sample_of_a_uniform_distribution_passes_the_threshold_the_clean_one_does_not():
+    """The issue-19 mismatch in numbers: at tau 1 a Gumbel-softmax sample of a uniform 7-way
+    distribution has mean sum p^2 ~0.37 and passes 0.2 most of the time; the clean softmax gives
+    1/7 and never passes. Averaging K samples moves the sample towards the clean value."""
+    logits = torch.zeros(20000, 7)
+    g = torch.Generator().manual_seed(0)
+    one = importance(frame_distributions(logits, samples=1, generator=g))
+    assert 0.3 < float(one.mean()) < 0.45 and float((one > IMPORTANCE_THRESHOLD).float().mean()) > 0.75
+    assert float(importance(frame_distributions(logits)).max()) < IMPORTANCE_THRESHOLD
+    four = importance(frame_distributions(logits, samples=4, generator=g))
+    assert float(four.mean()) < float(one.mean())
+
+
+def test_filter_counts():
+    mask = torch.tensor([[True, True, False], [True, True, True], [False, False, False]])
+    probs = torch.full((3, 3, 7), 1 / 7)
+    probs[0, 0] = torch.eye(7)[2]  # utterance 0: one confident frame passes; utterance 1: none (fallback)
+    keep = keep_mask(probs, mask, 0.2)
+    assert filter_counts(probs, mask, keep, 0.2) == {"valid": 5, "passing": 1, "kept": 4, "utterances": 2,
+                                                     "fallback": 1}
 
 
 def test_importance_uniform_and_one_hot():
@@ -274,7 +338,7 @@ def test_batch_equals_one_by_one():
     lengths = torch.tensor([6, 3, 0, 1])
     mask = torch.arange(lv)[None] < lengths[:, None]  # (U, Lv)
     logits = torch.randn(u, lv, 7) * 3
-    probs = frame_distributions(logits, training=False)
+    probs = frame_distributions(logits)
     feats = torch.randn(u, lv, d)
     x, new_mask = filter_frames(feats, probs, mask, 0.2)
     assert x.shape == (u, lv, d + 7)
@@ -321,7 +385,7 @@ def test_fer_distributions_frozen_and_joint():
     assert not p1.requires_grad and tiny.training and set(tiny.seen_training) == {False}
     assert int(tiny.bn.num_batches_tracked) == 0  # frozen: no statistics drift
     tiny.seen_training.clear()
-    pj = fer_distributions(tiny, crops, joint=True, training=True, generator=torch.Generator().manual_seed(0))
+    pj = fer_distributions(tiny, crops, joint=True, samples=1, generator=torch.Generator().manual_seed(0))
     assert pj.requires_grad and set(tiny.seen_training) == {True}
     pj.sum().backward()
     assert tiny.fc.weight.grad is not None
@@ -398,6 +462,13 @@ def test_rgb_channel_order(tmp_path):
     img, _ = AffWild2Dataset(scan_affwild2(tmp_path / "cropped_aligned", tmp_path / "anno"), output="uint8")[0]
     r, g, b = img.float().mean(dim=(0, 1)).tolist()
     assert r > 150 and g < 70 and b < 70  # red stays in channel 0 (RGB, not BGR)
+    # the float output (what the Swin gets) is in channel_order: BGR by default (the checkpoint's)
+    index = scan_affwild2(tmp_path / "cropped_aligned", tmp_path / "anno")
+    bgr, _ = AffWild2Dataset(index, image_size=32)[0]
+    rgb, _ = AffWild2Dataset(index, image_size=32, channel_order="rgb")[0]
+    assert float(rgb[0].mean()) > 0.1 > float(rgb[2].mean()) and float(bgr[2].mean()) > 0.1 > float(bgr[0].mean())
+    torch.testing.assert_close(bgr, rgb.flip(0))
+    assert AffWild2Config().channel_order == "bgr" and FERConfig(random_init=True).channel_order == "bgr"
 
 
 def test_augmentation_probabilities(tmp_path):
@@ -425,6 +496,19 @@ def test_augmentation_probabilities(tmp_path):
     rates = {k: v / n for k, v in calls.items()}
     assert 0.12 < rates["gray"] < 0.28 and 0.72 < rates["jitter"] < 0.88, rates  # p, not 1 - p
     assert 0.4 < rates["blur"] < 0.6, rates
+    # train.aux_augment: facialmmt -> FacialMMT's effective rates (its RandomApply fired with 1 - p)
+    orig = AugmentConfig.named("facialmmt")
+    assert orig.jitter == [0.4, 0.4, 0.4, 0.4] and AugmentConfig.named("project") == AugmentConfig()
+    ds = AffWild2Dataset(index, output="uint8", augment=dataclasses.replace(orig, erase_p=0.0))
+    ds._colour = [(p, counter(k)) for (p, _), k in zip(ds._colour, ("gray", "jitter"), strict=True)]
+    ds._blurs[112] = counter("blur")
+    calls.update(gray=0, jitter=0, blur=0)
+    for _ in range(n):
+        ds[0]
+    rates = {k: v / n for k, v in calls.items()}
+    assert 0.72 < rates["gray"] < 0.88 and 0.12 < rates["jitter"] < 0.28 and 0.4 < rates["blur"] < 0.6, rates
+    with pytest.raises(ConfigError, match="facialmmt"):
+        AugmentConfig.named("original")
     x, _ = AffWild2Dataset(index, image_size=224, augment=aug)[0]
     assert x.shape == (3, 224, 224)
 

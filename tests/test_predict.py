@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from stage1_face_extraction.meld import EMOTIONS
@@ -41,6 +40,7 @@ INPUTS = {  # what the train stage records (stages.train.input_record)
     "text": {"max_tokens": 120, "speaker_names": True},
     "audio": {"extractor": "fbank", "options": {"num_mel_bins": 16}, "dtype": "float16", "dim": 16, "max_len": 40},
     "visual": {"extractor": "dlib_resnet", "options": {}, "dtype": "float16", "dim": 128, "max_len": 6},
+    "fer_filter": {"tau": 1.0, "threshold": 0.2, "samples": 0},
 }
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -55,22 +55,14 @@ def _model_config(text_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict:
+def tiny(tmp_path_factory: pytest.TempPathFactory, repo_root: Path, save_tiny_roberta) -> dict:
     """A tiny T+A+V checkpoint with the FER branch, and a params file (stage1 and train sections)."""
-    from transformers import RobertaConfig, RobertaModel
-
-    from stage2_mer.data import word_level_tokenizer
     from stage2_mer.fer import FERConfig, build_fer
     from stage2_mer.model import create_model
     from stage2_mer.train import save_checkpoint
 
     root = tmp_path_factory.mktemp("predict")
-    text = root / "text_encoder"
-    tok = word_level_tokenizer(WORDS)
-    tok.save_pretrained(text)
-    torch.manual_seed(0)
-    RobertaModel(RobertaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                               vocab_size=len(tok), max_position_embeddings=130, pad_token_id=1)).save_pretrained(text)
+    text = save_tiny_roberta(root / "text_encoder", WORDS)
     cfg = _model_config(text)
     model = create_model(cfg)
     fcfg = FERConfig(random_init=True, image_size=32, drop_path=0.0)

@@ -10,6 +10,7 @@ go under tmp_path only.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -193,7 +194,8 @@ def test_linear_warmup_decay_values():
 
 @pytest.mark.parametrize("kw", [
     {"precision": "no"}, {"precision": "fp64"}, {"epochs": 0}, {"batch_dialogues": 0}, {"grad_accum": 0}, {"max_utterances": 0},
-    {"warmup": 1.0}, {"warmup": -0.1}, {"patience": 0}, {"aux_ratio": -1.0},
+    {"warmup": 1.0}, {"warmup": -0.1}, {"patience": 0}, {"aux_ratio": -1.0}, {"fer_samples": -1},
+    {"aux_schedule": "pass"}, {"aux_augment": "original"}, {"preset": "paper"},
 ])
 def test_bad_train_config_raises(kw):
     with pytest.raises(ConfigError):
@@ -430,7 +432,7 @@ def test_face_inputs_fill_face_probs(fer_model, fer_data):
     batch = collate([ds[0]], pad_id=PAD_ID)
     mask, visual = batch["visual_mask"].clone(), batch["visual"].clone()
     assert mask.sum(1).tolist() == [2, 3, 0] and batch["faces"].shape == (5, CROP, CROP, 3)
-    flat = fer_distributions(fer_model, batch["faces"], training=False)  # (5, 7), the frames in order
+    flat = fer_distributions(fer_model, batch["faces"])  # (5, 7), the frames in order
     imp_flat = flat.square().sum(-1)
     top = imp_flat.sort(descending=True).values
     thr = float(top[0] + top[1]) / 2  # only the most confident frame passes; its utterance drops the rest
@@ -457,13 +459,107 @@ def test_face_inputs_fill_face_probs(fer_model, fer_data):
     assert not vm[2].any() and (fp[2] == 0).all()
     assert tr.model(batch).shape == (3, 7)  # the model accepts what _face_inputs built
 
-    # training: Gumbel noise -> still distributions on kept frames, zeros elsewhere
+    # training with Gumbel samples -> still distributions on kept frames, zeros elsewhere
     batch = collate([ds[0]], pad_id=PAD_ID)
+    tr.cfg = train_cfg(fer_threshold=thr, fer_samples=1)
     tr._face_inputs(batch, training=True)
     fp, vm = batch["face_probs"], batch["visual_mask"]
     assert torch.allclose(fp[vm].sum(-1), torch.ones(int(vm.sum())), atol=1e-5)
     assert (fp[~vm] == 0).all() and 1 <= int(vm.sum()) <= 5
     assert not fer_model.training
+
+
+class UniformFER(torch.nn.Module):
+    """A FER network that is sure of nothing: zero logits (a uniform distribution) for every face."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.cfg = type("Cfg", (), {"image_size": CROP, "channel_order": "rgb"})()
+
+    def forward(self, x):  # (N, 3, S, S) -> (N, 7)
+        return x.new_zeros((x.shape[0], 7)) + 0.0 * self.w
+
+
+@pytest.mark.parametrize("samples", [0, 1, 3])
+def test_frame_filter_one_rule_in_training_and_evaluation(samples):
+    """Issue 19 item 1: the share of frames the filter keeps is the same in a training step and at
+    evaluation (FacialMMT's defect fixed earlier here had noise only in training: a uniform FER
+    passed ~87 % of frames in training and none at evaluation)."""
+    data = make_data({"train": [5] * 8}, faces=True, visual_len=(4, 9))
+    tr = new_trainer(tiny_config("V", fer_dim=7), train_cfg(fer_samples=samples, fer_threshold=0.2), fer=UniformFER())
+    ds = data["train"]
+    rates, passing = {}, {}
+    for training in (True, False):
+        torch.manual_seed(0)
+        batch = collate([ds[i] for i in range(len(ds))], pad_id=PAD_ID)
+        valid = int(batch["visual_mask"].sum())
+        tr._filter_counts = {}
+        tr._face_inputs(batch, training=training)
+        rates[training] = int(batch["visual_mask"].sum()) / valid
+        passing[training] = float(importance_of(batch).mean())
+    if samples == 0:
+        assert rates == {True: 1.0, False: 1.0}  # nothing passes 0.2 -> every utterance falls back to all
+    else:
+        assert rates[True] < 0.99 and abs(rates[True] - rates[False]) < 0.1, rates
+    assert abs(passing[True] - passing[False]) < 0.05, passing
+
+
+def importance_of(batch) -> torch.Tensor:
+    """sum p^2 of the kept frames' distributions."""
+    return batch["face_probs"][batch["visual_mask"]].square().sum(-1)
+
+
+def test_predict_reports_the_kept_fraction_and_is_reproducible_with_samples():
+    data = make_data({"train": [4] * 3, "dev": [5] * 4}, faces=True, visual_len=(3, 8))
+    tr = new_trainer(tiny_config("V", fer_dim=7), train_cfg(fer_samples=2), fer=UniformFER())
+    a, b = tr.predict(data["dev"]), tr.predict(data["dev"])
+    np.testing.assert_array_equal(a["probs"], b["probs"])  # the evaluation noise is seeded
+    f = a["fer_filter"]
+    assert f == b["fer_filter"]
+    assert f["valid"] == sum(len(data["dev"].visual.read(u)) for u in data["dev"].visual.utt_ids()
+                             if u.startswith("dev"))
+    assert f["kept_fraction"] == round(f["kept"] / f["valid"], 4) and 0 < f["kept_fraction"] < 1
+    assert f["passing"] <= f["kept"] <= f["valid"] and f["utterances"] == 20
+    assert "fer_filter" not in new_trainer(tiny_config("V"), train_cfg()).predict(data["dev"])  # no FER, no counts
+
+
+@pytest.mark.parametrize("schedule", ["interleave", "epoch_pass"])
+def test_aux_schedule_volume(fer_model, fer_data, tmp_path, schedule):
+    """Issue 19 item 3: ``epoch_pass`` makes one full pass over the Aff-Wild2 loader per epoch
+    (FacialMMT's volume), ``interleave`` ``aux_ratio`` steps per MER optimizer step."""
+    from torch.utils.data import TensorDataset
+
+    aux = TensorDataset(torch.rand(23, 3, CROP, CROP) * 2 - 1, torch.randint(0, 7, (23,)))
+    cfg = train_cfg(epochs=2, aux_schedule=schedule, aux_batch=5, aux_ratio=2.0, batch_dialogues=1)
+    tr = new_trainer(tiny_config("V", fer_dim=7), cfg, fer=copy.deepcopy(fer_model), aux_data=aux)
+    steps = []
+    real = tr._aux_step
+    tr._aux_step = lambda a, batch=None: steps.append(len((batch or (None,))[0]) if batch else 0) or real(a, batch)
+    tr.fit(fer_data["train"], fer_data["dev"], tmp_path / "ckpt")
+    mer_steps = 2 * 1  # fer_data's train split: one dialogue, batch_dialogues 1
+    if schedule == "epoch_pass":
+        assert steps == [5, 5, 5, 5] * 2  # drop_last: 4 full batches of 5 out of 23, each epoch
+    else:
+        assert len(steps) == int(cfg.aux_ratio * mer_steps)
+
+
+def test_preset_facialmmt(caplog):
+    """Issue 19 item 4: one switch sets FacialMMT's train values (and logs what it changed)."""
+    from stage2_mer.train import PRESETS, apply_preset
+
+    base = train_cfg(speaker_names=True, lr=1e-4, lr_encoder=2e-5, batch_dialogues=2)
+    assert apply_preset(base) is base
+    with caplog.at_level("INFO", logger="stage2_mer.train.loop"):
+        cfg = apply_preset(dataclasses.replace(base, preset="facialmmt"))
+    for key, value in PRESETS["facialmmt"].items():
+        assert getattr(cfg, key) == value, key
+    assert (cfg.speaker_names, cfg.lr, cfg.lr_encoder, cfg.batch_dialogues, cfg.aux_batch, cfg.fer_samples) == \
+        (False, 7e-6, 7e-6, 1, 150, 1)
+    assert cfg.epochs == base.epochs and cfg.cpu  # keys outside the preset stay
+    assert "train.speaker_names True -> False" in caplog.text
+    with pytest.raises(ConfigError, match="preset"):
+        TrainConfig(preset="paper")
 
 
 def test_face_inputs_reject_misaligned_crops(fer_model, fer_data):

@@ -116,44 +116,55 @@ class HFAudioExtractor(AudioExtractor):
         return self._contract
 
     def extract_batch(self, waves) -> list[np.ndarray]:
-        """Several utterances in ONE forward, zero-padded to the longest (sort them by length first).
+        """Several utterances per forward, each with exactly the features it gets alone.
 
-        Each wave is normalised alone (the model's feature extractor), and the model gets an
-        attention mask when its feature extractor asks for one (``return_attention_mask``: layer-norm
-        encoders such as wav2vec2-large-lv60, HuBERT, WavLM). Group-norm encoders (wav2vec2-base)
-        take none, as their authors prescribe: there the padding shifts the shorter utterances'
-        features slightly, which length-sorted batches keep small (``batch_seconds: 0`` for exact
-        per-utterance features). Waves longer than ``max_seconds`` or too short for one frame are
-        encoded alone.
+        Each wave is normalised alone (the model's feature extractor). Layer-norm encoders
+        (``feat_extract_norm: layer``: wav2vec2-large-lv60, HuBERT-large, WavLM, data2vec-audio)
+        run zero-padded batches with the attention mask (padded frames are zeroed before the
+        positional convolution and never attended to). Group-norm encoders (wav2vec2-base, whose
+        first convolution normalises each channel over the whole time axis, so padding would shift
+        every frame of a shorter utterance) are batched pad-free: only waves of the same length
+        share a forward. Waves longer than ``max_seconds`` or too short for one frame are encoded
+        alone. ``tests/test_features.py`` checks batched against one-at-a-time features.
         """
-        torch = self._torch
         waves = [self.check_wave(w) for w in waves]
-        sr = self._contract.sample_rate
-        limit = int(self.max_seconds * sr)
+        limit = int(self.max_seconds * self._contract.sample_rate)
         alone = [i for i, w in enumerate(waves) if w.shape[0] < 400 or w.shape[0] > limit]
         batch = [i for i in range(len(waves)) if i not in alone]
         out: dict[int, np.ndarray] = {i: self.extract(waves[i]) for i in alone}
-        if len(batch) == 1:
-            out[batch[0]] = self.extract(waves[batch[0]])
-        elif batch:
-            norm = [self.processor(waves[i], sampling_rate=sr, return_tensors="np")["input_values"][0] for i in batch]
-            n = max(len(v) for v in norm)
-            x = np.zeros((len(batch), n), np.float32)  # (B, n)
-            mask = np.zeros((len(batch), n), np.int64)
-            for b, v in enumerate(norm):
-                x[b, : len(v)] = v
-                mask[b, : len(v)] = 1
-            use_mask = bool(getattr(self.processor, "return_attention_mask", False))
-            lens = self.module._get_feat_extract_output_lengths(torch.tensor([len(v) for v in norm]))
-            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                res = self.module(torch.from_numpy(x).to(self.device),
-                                  attention_mask=torch.from_numpy(mask).to(self.device) if use_mask else None,
-                                  output_hidden_states=self.layer >= 0)
-                h = res.last_hidden_state if self.layer < 0 else res.hidden_states[self.layer]  # (B, L, D)
-            h = h.float().cpu().numpy()
-            for b, i in enumerate(batch):
-                out[i] = np.ascontiguousarray(h[b, : int(lens[b])], dtype=np.float32)
+        if getattr(self.module.config, "feat_extract_norm", "layer") == "group":
+            groups: dict[int, list[int]] = {}
+            for i in batch:
+                groups.setdefault(int(waves[i].shape[0]), []).append(i)
+            parts = list(groups.values())  # pad-free: equal lengths only
+        else:
+            parts = [batch] if batch else []
+        for part in parts:
+            if len(part) == 1:
+                out[part[0]] = self.extract(waves[part[0]])
+            else:
+                out.update(zip(part, self._forward_padded([waves[i] for i in part])))
         return [out[i] for i in range(len(waves))]
+
+    def _forward_padded(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """One forward of zero-padded waves with their attention mask -> each wave's (L_i, D)."""
+        torch = self._torch
+        sr = self._contract.sample_rate
+        norm = [self.processor(w, sampling_rate=sr, return_tensors="np")["input_values"][0] for w in waves]
+        n = max(len(v) for v in norm)
+        x = np.zeros((len(norm), n), np.float32)  # (B, n)
+        mask = np.zeros((len(norm), n), np.int64)
+        for b, v in enumerate(norm):
+            x[b, : len(v)] = v
+            mask[b, : len(v)] = 1
+        lens = self.module._get_feat_extract_output_lengths(torch.tensor([len(v) for v in norm]))
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            res = self.module(torch.from_numpy(x).to(self.device),
+                              attention_mask=torch.from_numpy(mask).to(self.device),
+                              output_hidden_states=self.layer >= 0)
+            h = res.last_hidden_state if self.layer < 0 else res.hidden_states[self.layer]  # (B, L, D)
+        h = h.float().cpu().numpy()
+        return [np.ascontiguousarray(h[b, : int(lens[b])], dtype=np.float32) for b in range(len(norm))]
 
     def _encode(self, wave: np.ndarray) -> np.ndarray:
         torch = self._torch

@@ -3,7 +3,7 @@
     from stage2_mer.fer import FERConfig, build_fer, scan_affwild2, AffWild2Dataset, fer_distributions
     model = build_fer(FERConfig(checkpoint="models/Swin_tiny_Ms-Celeb-1M.pt"))  # SwinFER
     logits = model(images)                                   # (N, 3, 224, 224) -> (N, 7), MELD order
-    probs = fer_distributions(model, crops, training=False)  # crops (M, H, W, 3) uint8 -> (M, 7)
+    probs = fer_distributions(model, crops, samples=0)  # crops (M, H, W, 3) uint8 -> (M, 7)
     x, mask = filter_frames(feats, scatter_frames(probs, mask), mask)  # (U, Lv, 512 + 7), (U, Lv)
 
 Modules: :mod:`.swin` (model, MS-Celeb checkpoint loader), :mod:`.affwild2` (ABAW3 expression
@@ -21,6 +21,9 @@ from .affwild2 import (
     AffWild2FormatError,
     AffWild2Index,
     AugmentConfig,
+    check_affwild2_source,
+    is_affwild2_standin,
+    is_demo_corpus,
     read_expression_file,
     scan_affwild2,
     write_demo_affwild2,
@@ -29,6 +32,7 @@ from .frames import (
     IMPORTANCE_THRESHOLD,
     faces_to_input,
     fer_distributions,
+    filter_counts,
     filter_frames,
     frame_distributions,
     importance,
@@ -37,6 +41,7 @@ from .frames import (
     scatter_frames,
 )
 from .swin import (
+    CHANNEL_ORDERS,
     CheckpointError,
     CheckpointReport,
     FERConfig,
@@ -48,6 +53,7 @@ from .swin import (
 )
 
 __all__ = [
+    "CHANNEL_ORDERS",
     "AFFWILD2_EXPRESSIONS",
     "AFFWILD2_TO_MELD",
     "IMPORTANCE_THRESHOLD",
@@ -59,12 +65,16 @@ __all__ = [
     "AugmentConfig",
     "CheckpointError",
     "CheckpointReport",
+    "check_affwild2_source",
+    "is_affwild2_standin",
+    "is_demo_corpus",
     "FERConfig",
     "SwinFER",
     "build_fer",
     "faces_to_input",
     "fer_distributions",
     "fer_to_official_key",
+    "filter_counts",
     "filter_frames",
     "frame_distributions",
     "importance",

@@ -16,12 +16,15 @@ Labels: -1 and 7 (Other) are dropped; the kept Aff-Wild2 index ``k`` becomes the
 ``AFFWILD2_TO_MELD[k]`` (``stage1_face_extraction.meld.EMOTIONS`` order). Annotated frames whose
 JPEG is absent (face not detected by the ABAW cropper) are skipped and counted.
 
-:class:`AffWild2Dataset` decodes JPEGs as RGB (torchvision.io; FacialMMT fed OpenCV's BGR as
-RGB, §8.10; decoded with PIL) and applies the training augmentation with the probabilities it names (FacialMMT's
-``RandomApply`` fired with 1 - p, §8.11): grayscale p = 0.2, colour jitter p = 0.8 (brightness,
-contrast, saturation 0.4, hue 0.1 instead of 0.4), Gaussian blur p = 0.5 (sigma 0.1-2, kernel
-about 10 % of the side), then (float output) random erasing p = 0.25 with per-pixel noise. All
-randomness is torch's, so DataLoader workers are seeded by torch.
+:class:`AffWild2Dataset` decodes JPEGs as RGB (PIL), augments them in RGB and hands the float
+output over in ``channel_order`` (``fer.channel_order``: ``bgr`` by default, what the
+face-pretrained Swin was trained on and what FacialMMT fed, reading with OpenCV, §8.10). The
+training augmentation uses the probabilities it names (FacialMMT's ``RandomApply`` fired with
+1 - p, §8.11): grayscale p = 0.2, colour jitter p = 0.8 (brightness, contrast, saturation 0.4, hue
+0.1 instead of 0.4), Gaussian blur p = 0.5 (sigma 0.1-2, kernel about 10 % of the side), then
+(float output) random erasing p = 0.25 with per-pixel noise; :meth:`AugmentConfig.facialmmt`
+gives FacialMMT's effective values instead (grayscale 0.8, jitter 0.2 with hue 0.4, blur 0.5).
+All randomness is torch's, so DataLoader workers are seeded by torch.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ import torch
 from stage1_face_extraction.meld import EMOTIONS
 from stage1_face_extraction.params import ConfigError
 
+from .swin import CHANNEL_ORDERS
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -52,6 +57,9 @@ __all__ = [
     "AffWild2FormatError",
     "AffWild2Index",
     "AugmentConfig",
+    "check_affwild2_source",
+    "is_affwild2_standin",
+    "is_demo_corpus",
     "read_expression_file",
     "scan_affwild2",
     "write_demo_affwild2",
@@ -203,6 +211,22 @@ class AugmentConfig:
         if len(self.blur_sigma) != 2 or not 0 < float(self.blur_sigma[0]) <= float(self.blur_sigma[1]):
             raise ConfigError(f"affwild2.augment.blur_sigma must be [min, max] > 0, got {self.blur_sigma!r}")
 
+    @classmethod
+    def facialmmt(cls) -> AugmentConfig:
+        """FacialMMT's EFFECTIVE augmentation (reference §3.6): its ``RandomApply`` fired when
+        ``random() > p``, so grayscale (named 0.2) ran with 0.8, colour jitter (0.4 x 4, named 0.8)
+        with 0.2, blur with 0.5; random erasing 0.25."""
+        return cls(grayscale_p=0.8, jitter_p=0.2, jitter=[0.4, 0.4, 0.4, 0.4], blur_p=0.5, erase_p=0.25)
+
+    @classmethod
+    def named(cls, name: str) -> AugmentConfig:
+        """``project`` (the defaults) or ``facialmmt`` (``train.aux_augment``)."""
+        if name == "project":
+            return cls()
+        if name == "facialmmt":
+            return cls.facialmmt()
+        raise ConfigError(f"augmentation must be 'project' or 'facialmmt', got {name!r}")
+
 
 @dataclass
 class AffWild2Config:
@@ -212,11 +236,13 @@ class AffWild2Config:
         root: data root; ``images`` and ``annotations`` are relative to it.
         images, annotations: the ``cropped_aligned`` folder and the annotation folder.
         image_size: side of the float output (bicubic resize; 112 crops are upsampled).
-        output: ``float`` -> (3, S, S) float32 normalised ((x - 0.5) / 0.5, RGB);
+        output: ``float`` -> (3, S, S) float32 normalised ((x - 0.5) / 0.5, in ``channel_order``);
             ``uint8`` -> (H, W, 3) uint8 RGB at the stored size, augmented but neither resized,
             normalised nor erased: resize/normalise on the GPU with
             :func:`stage2_mer.fer.frames.faces_to_input` (small worker-to-GPU transfers, §8.9).
         augment: training augmentation (``augment: {enabled: false}`` for validation).
+        channel_order: ``bgr`` or ``rgb``, the float output's channel order (``fer.channel_order``;
+            the uint8 output stays RGB: :func:`~stage2_mer.fer.frames.faces_to_input` swaps it).
     """
 
     root: str = "data/affwild2"
@@ -225,10 +251,13 @@ class AffWild2Config:
     image_size: int = 224
     output: str = "float"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    channel_order: str = "bgr"
 
     def __post_init__(self) -> None:
         if self.output not in ("float", "uint8"):
             raise ConfigError(f"affwild2.output must be 'float' or 'uint8', got {self.output!r}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ConfigError(f"affwild2.channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
         if int(self.image_size) < 1:
             raise ConfigError(f"affwild2.image_size must be >= 1, got {self.image_size!r}")
 
@@ -257,9 +286,13 @@ class AffWild2Dataset(torch.utils.data.Dataset):
         image_size: int = 224,
         output: str = "float",
         augment: AugmentConfig | None = None,
+        channel_order: str = "bgr",
     ) -> None:
         if output not in ("float", "uint8"):
             raise ConfigError(f"output must be 'float' or 'uint8', got {output!r}")
+        if channel_order not in CHANNEL_ORDERS:
+            raise ConfigError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+        self.channel_order = channel_order
         self.index = index
         self.image_size = int(image_size)
         self.output = output
@@ -279,7 +312,8 @@ class AffWild2Dataset(torch.utils.data.Dataset):
     @classmethod
     def from_config(cls, cfg: AffWild2Config) -> AffWild2Dataset:
         index = scan_affwild2(cfg.image_root, cfg.annotation_root)
-        return cls(index, image_size=cfg.image_size, output=cfg.output, augment=cfg.augment)
+        return cls(index, image_size=cfg.image_size, output=cfg.output, augment=cfg.augment,
+                   channel_order=cfg.channel_order)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -327,6 +361,8 @@ class AffWild2Dataset(torch.utils.data.Dataset):
                             interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
         if self.augment is not None:
             img = self._augment(img)
+        if self.channel_order == "bgr":
+            img = img.flip(0)  # augmented in RGB (grayscale weights, hue), fed in the Swin's order
         x = img.to(torch.float32).div_(255.0).sub_(0.5).div_(0.5)  # (3, S, S) in [-1, 1]
         if self.augment is not None:
             x = self._erase(x)
@@ -335,6 +371,48 @@ class AffWild2Dataset(torch.utils.data.Dataset):
 
 # ------------------------------------------------------------------------------------------------
 # demo data
+
+#: The stage that writes the demo's stand-in (its ownership mark, ``runstate.claim_output``).
+STANDIN_STAGE = "make_affwild2"
+#: The demo corpus generator writes this file into its MELD.Raw (make_demo; doctor tells the demo by it).
+DEMO_TRUTH = "truth.json"
+
+
+def is_demo_corpus(meld_root: str | Path) -> bool:
+    """Is ``meld_root`` the generated demo corpus (it holds the generator's ``truth.json``)?"""
+    return (Path(meld_root) / DEMO_TRUTH).is_file()
+
+
+def is_affwild2_standin(folder: str | Path) -> bool:
+    """Is ``folder`` the demo's Aff-Wild2 stand-in (the ``make_affwild2`` stage's output mark)?"""
+    import json
+
+    from stage1_face_extraction.runstate import OWNER
+
+    mark = Path(folder) / OWNER
+    try:
+        return mark.is_file() and json.loads(mark.read_text(encoding="utf-8")).get("stage") == STANDIN_STAGE
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_affwild2_source(folder: str | Path, meld_root: str | Path | None) -> None:
+    """Refuse (:class:`ConfigError`) the demo's stand-in for any run that is not on the demo corpus.
+
+    The stand-in holds MELD train faces labelled with their utterances' emotions: on real MELD the
+    FER network would learn MELD's labels and hand its in-sample outputs to the MER model (label
+    leakage). ``meld_root`` None (unknown) counts as real MELD.
+    """
+    if not is_affwild2_standin(folder):
+        return
+    if meld_root is not None and is_demo_corpus(meld_root):
+        return
+    where = f"{meld_root} is not the demo corpus (no {DEMO_TRUTH})" if meld_root is not None else \
+        "the MELD folder is unknown (pass --meld-root)"
+    raise ConfigError(f"{folder} is the demo's Aff-Wild2 stand-in ({STANDIN_STAGE}: MELD train faces labelled "
+                      f"with their utterances' emotions) and {where}: training the FER network on it leaks MELD "
+                      "labels into the model. Point train's --affwild2 (dvc.yaml) at a real Aff-Wild2 folder "
+                      "(README: Running on real MELD) or set train.aux_ratio: 0")
 
 
 def write_demo_affwild2(

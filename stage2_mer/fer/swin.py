@@ -2,7 +2,7 @@
 
 Architecture (reference §3.6)::
 
-    images (N, 3, 224, 224), RGB, (x / 255 - 0.5) / 0.5
+    images (N, 3, 224, 224), in fer.channel_order (BGR by default), (x / 255 - 0.5) / 0.5
       -> timm Swin-Tiny stages            (N, 7, 7, 768)   no final norm, no pooling, no classifier
       -> embedding: LayerNorm(768)        (N, 7, 7, 768)
                     Flatten               (N, 37632)       49 tokens x 768, row-major (h, w, c)
@@ -39,6 +39,7 @@ from stage1_face_extraction.params import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CHANNEL_ORDERS",
     "FER_MEAN",
     "FER_STD",
     "CheckpointError",
@@ -55,6 +56,10 @@ __all__ = [
 #: Input normalisation of the FER Swin (FacialMMT: ``Normalize(0.5, 0.5)`` on RGB in [0, 1]).
 FER_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
 FER_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+#: ``fer.channel_order`` values: the channel order of the images the Swin is fed (the crops and
+#: Aff-Wild2 frames are decoded as RGB; ``bgr`` swaps them just before normalisation).
+CHANNEL_ORDERS: tuple[str, ...] = ("bgr", "rgb")
 
 #: Swin's total stride (patch 4, then three 2x patch mergings): 224 -> a 7 x 7 token grid.
 SWIN_STRIDE = 32
@@ -83,6 +88,10 @@ class FERConfig:
             name an existing file (FileNotFoundError naming it).
         strict: a checkpoint that leaves backbone/embedding weights missing, or brings keys the
             model does not have, is an error (else a warning).
+        channel_order: ``bgr`` (default) or ``rgb``: the order the Swin's input channels are in.
+            FaceX-Zoo trained ``Swin_tiny_Ms-Celeb-1M.pt`` on OpenCV-decoded (BGR) faces and
+            FacialMMT fed it BGR too, so ``bgr`` is what the checkpoint expects; ``rgb`` is what
+            this project fed before the switch existed (checkpoints without the key load as ``rgb``).
     """
 
     backbone: str = "swin_tiny_patch4_window7_224"
@@ -94,8 +103,11 @@ class FERConfig:
     image_size: int = 224
     random_init: bool = False
     strict: bool = True
+    channel_order: str = "bgr"
 
     def __post_init__(self) -> None:
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ConfigError(f"fer.channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
         if not isinstance(self.backbone, str) or not self.backbone.startswith("swin"):
             raise ConfigError(f"fer.backbone must be a timm Swin model name, got {self.backbone!r}")
         if not 0.0 <= float(self.drop_path) < 1.0:
@@ -174,7 +186,7 @@ class SwinFER(nn.Module):
         return self.embedding(tokens)  # (N, 512)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (N, 3, S, S) normalised RGB -> logits (N, num_labels), MELD label order."""
+        """images (N, 3, S, S) normalised, in ``cfg.channel_order`` -> logits (N, num_labels), MELD label order."""
         if images.ndim == 4 and images.shape[0] == 0:
             return images.new_zeros((0, self.num_labels))
         return self.head(self.embed(images))  # (N, 7)

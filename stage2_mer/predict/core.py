@@ -268,9 +268,10 @@ class Predictor:
 
     Args:
         checkpoint: a train-stage checkpoint folder.
-        params: the params.yaml mapping: ``stage1`` (face extraction), ``train`` (batching, FER
-            filter, precision; as ``evaluate`` reads it), and ``features.<modality>`` only for
-            checkpoints that do not record their extractors. Missing sections take the defaults.
+        params: the params.yaml mapping: ``stage1`` (face extraction), ``train`` (batching,
+            precision, and what the checkpoint does not record; its text, length-cap and FER-filter
+            settings win, as in ``evaluate``), and ``features.<modality>`` only for checkpoints that
+            do not record their extractors. Missing sections take the defaults.
         features_root: the features stage's output (``data/features``): only read for the length
             cap of a checkpoint that does not record it while ``train.max_*_len`` is ``mean+3std``.
         tokenizer: a transformers tokenizer to use instead of the text encoder folder's.
@@ -284,13 +285,14 @@ class Predictor:
                  tokenizer=None) -> None:
         from stage1_face_extraction.pipeline import Stage1Config
         from stage2_mer.stages.evaluate import load_models
-        from stage2_mer.train import TrainConfig, Trainer
+        from stage2_mer.train import TrainConfig, Trainer, apply_preset, checkpoint_train_config
 
         params = dict(params or {})
         self.checkpoint = Path(checkpoint)
         self.info = check_checkpoint(self.checkpoint)
         try:
-            self.train_cfg = dataclasses.replace(from_dict(TrainConfig, params.get("train"), "train"), workers=0)
+            self.train_cfg = dataclasses.replace(apply_preset(from_dict(TrainConfig, params.get("train"), "train")),
+                                                 workers=0)
             self.stage1_cfg = from_dict(Stage1Config, with_runtime(params, "stage1", params.get("stage1")), "stage1")
         except (ConfigError, ValueError, TypeError) as exc:
             raise PredictError(f"params: {exc}") from None
@@ -300,6 +302,8 @@ class Predictor:
         except (ConfigError, FileNotFoundError, ValueError) as exc:
             raise PredictError(f"cannot load the checkpoint {self.checkpoint}: {exc}") from None
         self.mods = self.model_cfg.modality_tuple
+        # the data settings the checkpoint records (text, length caps, frame filter), as evaluate does
+        self.train_cfg, _ = checkpoint_train_config(self.train_cfg, self.info, self.checkpoint)
         try:
             self.specs = input_specs(self.info, params, self.model_cfg, self.train_cfg, features_root)
         except ConfigError as exc:

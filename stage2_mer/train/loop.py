@@ -7,16 +7,20 @@ with early stopping, and the facial-expression (FER) branch interleaved by a ste
     preds = trainer.predict(test_dialogues)                       # utt_ids, labels, predictions, probs
 
 FacialMMT's defects fixed here (reference §8): any batch size is correct (whole dialogues per
-batch, per-utterance masks, no index arithmetic), each dialogue is encoded once per step, Gumbel
-noise only while training, gradients are unscaled before
+batch, per-utterance masks, no index arithmetic), each dialogue is encoded once per step, one
+frame-distribution rule for training and evaluation (``train.fer_samples``; seeded noise at
+evaluation), gradients are unscaled before
 clipping (``accelerator.clip_grad_norm_``), Python/NumPy/torch are seeded, early stopping with
-patience, the two tasks interleave by step instead of a full Aff-Wild2 pass per epoch.
+patience. The two tasks interleave by step (``train.aux_schedule: interleave``) or, as in
+FacialMMT, one full Aff-Wild2 pass opens every epoch (``epoch_pass``).
+``train.preset: facialmmt`` (:func:`apply_preset`) replaces the section's values by FacialMMT's.
 ``train.fer_joint`` decides whether MER gradients update the FER network (else it runs frozen,
 in eval mode, under no_grad during MER steps).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -33,9 +37,40 @@ from .metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "Trainer"]
+__all__ = ["PRESETS", "TrainConfig", "Trainer", "apply_preset"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # not "no": YAML writers (dvc exp run -S) turn it into false
+AUX_SCHEDULES = ("interleave", "epoch_pass")
+AUX_AUGMENTS = ("project", "facialmmt")
+
+#: ``train.preset`` -> the ``train`` values it sets (reference §4.1, §4.4, §3.6-3.7). FacialMMT
+#: trains on one utterance at a time with 4 accumulated (4 per optimizer step); batches here are
+#: whole dialogues, so the closest is one dialogue per step (~9.6 MELD utterances).
+PRESETS: dict[str, dict[str, Any]] = {
+    "facialmmt": {
+        "speaker_names": False,  # the utterance text alone
+        "lr_encoder": 7e-6,  # one learning rate (trg_lr) for every MER parameter
+        "lr": 7e-6,
+        "weight_decay": 0.01,
+        "warmup": 0.1,
+        "clip": 0.8,
+        "batch_dialogues": 1,
+        "max_utterances": 4,
+        "grad_accum": 1,
+        "seed": 1111,
+        "max_tokens": 512,
+        "max_audio_len": "mean+3std",
+        "max_visual_len": "mean+3std",
+        "aux_schedule": "epoch_pass",  # a full Aff-Wild2 pass per epoch ...
+        "aux_batch": 150,  # ... at batch 150
+        "aux_lr": 5e-5,
+        "aux_augment": "facialmmt",  # grayscale 0.8, jitter 0.2 (hue 0.4), blur 0.5
+        "fer_joint": False,  # MER gradients never update the Swin
+        "fer_tau": 1.0,
+        "fer_threshold": 0.2,
+        "fer_samples": 1,  # one Gumbel-softmax sample, in training and evaluation
+    },
+}
 
 
 @dataclass
@@ -70,6 +105,10 @@ class TrainConfig:
     fer_tau: float = 1.0  # softmax temperature of the frame distributions
     fer_threshold: float = 0.2  # frames whose importance (sum of squared probabilities) is lower are dropped
     fer_batch: int = 64  # faces per FER forward
+    fer_samples: int = 0  # frame distributions in training AND evaluation: 0 softmax, K mean of K Gumbel samples
+    aux_schedule: str = "interleave"  # interleave (aux_ratio steps per MER step) | epoch_pass (FacialMMT)
+    aux_augment: str = "project"  # Aff-Wild2 augmentation: project | facialmmt (its effective probabilities)
+    preset: str | None = None  # facialmmt: FacialMMT's settings replace this section's (apply_preset)
     log_every: int = 50
 
     def __post_init__(self) -> None:
@@ -81,6 +120,13 @@ class TrainConfig:
             raise ConfigError(f"train.warmup must be in [0, 1), got {self.warmup}")
         if self.aux_ratio < 0 or self.patience < 1:
             raise ConfigError("train: aux_ratio >= 0 and patience >= 1")
+        if self.fer_samples < 0:
+            raise ConfigError(f"train.fer_samples must be >= 0, got {self.fer_samples}")
+        for key, allowed in (("aux_schedule", AUX_SCHEDULES), ("aux_augment", AUX_AUGMENTS)):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"train.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ConfigError(f"train.preset must be null or one of {sorted(PRESETS)}, got {self.preset!r}")
         from stage2_mer.features.store import length_cap
 
         for key in ("max_audio_len", "max_visual_len"):
@@ -88,6 +134,18 @@ class TrainConfig:
                 length_cap([1], getattr(self, key))
             except ValueError as exc:
                 raise ConfigError(f"train.{key}: {exc}") from None
+
+
+def apply_preset(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its preset's values (:data:`PRESETS`) in place of the section's; each changed key
+    is logged. No preset: ``cfg`` itself. Call it once, where the section is read."""
+    if cfg.preset is None:
+        return cfg
+    values = PRESETS[cfg.preset]
+    changed = {k: (getattr(cfg, k), v) for k, v in values.items() if getattr(cfg, k) != v}
+    for k, (old, new) in sorted(changed.items()):
+        log.info("train.preset %s: train.%s %r -> %r", cfg.preset, k, old, new)
+    return dataclasses.replace(cfg, **values)
 
 
 def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
@@ -120,6 +178,9 @@ class Trainer:
         self.meta, self.pad_id, self.on_log = dict(meta or {}), pad_id, on_log
         # the FER input size, read before Accelerate may wrap the module (DDP hides .cfg)
         self._fer_size = int(getattr(getattr(fer, "cfg", None), "image_size", 224)) if fer is not None else 224
+        self._fer_channels = str(getattr(getattr(fer, "cfg", None), "channel_order", "rgb"))
+        self._eval_generator = None  # set by predict when fer_samples > 0
+        self._filter_counts: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------- batches
 
@@ -142,7 +203,7 @@ class Trainer:
             return
         import torch
 
-        from stage2_mer.fer import fer_distributions, keep_mask, pack_kept, scatter_frames
+        from stage2_mer.fer import fer_distributions, filter_counts, keep_mask, pack_kept, scatter_frames
 
         cfg = self.cfg
         visual, mask = batch["visual"], batch["visual_mask"]  # (U, Lv, Dv), (U, Lv)
@@ -152,12 +213,18 @@ class Trainer:
         if faces.shape[0]:
             joint = training and cfg.fer_joint
             self.fer.train(joint)
-            flat = fer_distributions(self.fer, faces, tau=cfg.fer_tau, training=training, joint=joint,
-                                     batch_size=cfg.fer_batch, size=self._fer_size)  # (M, 7)
+            # the same rule in both phases; at evaluation the noise (if any) comes from a seeded generator
+            flat = fer_distributions(self.fer, faces, tau=cfg.fer_tau, samples=cfg.fer_samples, joint=joint,
+                                     generator=None if training else self._eval_generator,
+                                     batch_size=cfg.fer_batch, size=self._fer_size,
+                                     channel_order=self._fer_channels)  # (M, 7)
             probs = scatter_frames(flat.to(visual.dtype), mask)  # (U, Lv, 7)
         else:
             probs = visual.new_zeros((*mask.shape, 7))
         keep = keep_mask(probs, mask, threshold=cfg.fer_threshold)  # (U, Lv)
+        if not training:
+            for k, v in filter_counts(probs, mask, keep, cfg.fer_threshold).items():
+                self._filter_counts[k] = self._filter_counts.get(k, 0) + v
         packed, new_mask = pack_kept(torch.cat([visual, probs], dim=-1), keep)  # (U, Lv, Dv + 7)
         d = visual.shape[-1]
         batch["visual"], batch["face_probs"], batch["visual_mask"] = packed[..., :d], packed[..., d:], new_mask
@@ -199,6 +266,8 @@ class Trainer:
         bad_epochs, step, aux_debt, aux_loss = 0, 0, 0.0, float("nan")
         for epoch in range(cfg.epochs):
             sampler.set_epoch(epoch)
+            if aux is not None and cfg.aux_schedule == "epoch_pass":
+                aux_loss = self._aux_epoch(aux, epoch)
             self.model.train()
             for k, batch in enumerate(loader):
                 batch = self._to_device(batch)
@@ -218,7 +287,7 @@ class Trainer:
                         sched.step()
                         opt.zero_grad(set_to_none=True)
                         step += 1
-                if last and aux is not None:
+                if last and aux is not None and cfg.aux_schedule == "interleave":
                     aux_debt += cfg.aux_ratio
                     while aux_debt >= 1.0:
                         aux_loss = self._aux_step(aux)
@@ -244,16 +313,26 @@ class Trainer:
         loader = DataLoader(self.aux_data, batch_size=cfg.aux_batch, shuffle=True, drop_last=len(self.aux_data) > cfg.aux_batch,
                             num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed))
         opt = torch.optim.AdamW(self.fer.parameters(), lr=cfg.aux_lr, weight_decay=0.0)
-        n_aux = max(1, int(total * cfg.aux_ratio))
+        if cfg.aux_schedule == "epoch_pass":  # FacialMMT: one whole pass over Aff-Wild2 per epoch
+            n_aux = max(1, cfg.epochs * len(loader))
+        else:
+            n_aux = max(1, int(total * cfg.aux_ratio))
         warm = int(cfg.warmup * n_aux)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_warmup_decay(s, n_aux, warm))
         loader, opt, sched = self.acc.prepare(loader, opt, sched)
-        return {"it": _cycle(loader), "opt": opt, "sched": sched}
+        return {"it": _cycle(loader), "loader": loader, "opt": opt, "sched": sched}
 
-    def _aux_step(self, aux: dict) -> float:
+    def _aux_epoch(self, aux: dict, epoch: int) -> float:
+        """One full pass over the Aff-Wild2 loader (``aux_schedule: epoch_pass``); the mean loss."""
+        losses = [self._aux_step(aux, batch) for batch in aux["loader"]]
+        mean = float(np.mean(losses)) if losses else float("nan")
+        self._log({"epoch": epoch, "aux_steps": len(losses), "aux_loss": mean})
+        return mean
+
+    def _aux_step(self, aux: dict, batch: tuple | None = None) -> float:
         import torch
 
-        images, labels = next(aux["it"])
+        images, labels = batch if batch is not None else next(aux["it"])
         self.fer.train()
         logits = self.fer(images)  # (N, 7)
         loss = torch.nn.functional.cross_entropy(logits.float(), labels)
@@ -268,10 +347,15 @@ class Trainer:
     def _validate(self, dev_ds, best: dict, out_dir, epoch: int, step: int) -> tuple[dict, bool]:
         pred = self.predict(dev_ds)
         m = classification_metrics(pred["labels"], pred["predictions"])
-        self._log({"epoch": epoch, "step": step, "dev_weighted_f1": m["weighted_f1"], "dev_macro_f1": m["macro_f1"]})
+        rec = {"epoch": epoch, "step": step, "dev_weighted_f1": m["weighted_f1"], "dev_macro_f1": m["macro_f1"]}
+        if pred.get("fer_filter"):
+            rec["dev_kept_frame_fraction"] = pred["fer_filter"]["kept_fraction"]
+        self._log(rec)
         if m["weighted_f1"] <= best["weighted_f1"]:
             return best, False
         best = {**m, "epoch": epoch, "step": step}
+        if pred.get("fer_filter"):
+            best["fer_filter"] = pred["fer_filter"]
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             save_checkpoint(out_dir, self.acc.unwrap_model(self.model), self.model_config,
@@ -284,13 +368,20 @@ class Trainer:
 
     def predict(self, dataset) -> dict:
         """``utt_ids``, ``labels``, ``predictions`` (lists) and ``probs`` (U, 7) over ``dataset``
-        (eval mode, no noise, deterministic)."""
+        (eval mode, deterministic: Gumbel noise, with ``fer_samples`` > 0, is drawn from a generator
+        seeded by ``train.seed``), and with a FER network ``fer_filter``: what the frame filter
+        did (:func:`stage2_mer.fer.filter_counts` summed, plus ``passing_fraction`` and
+        ``kept_fraction`` of the real frames)."""
         import torch
 
         loader, _ = self._loader(dataset, shuffle=False)
         model = self.model.to(self.acc.device)  # also before fit / without prepare
+        self._filter_counts = {}
+        self._eval_generator = None
         if self.fer is not None:
             self.fer.to(self.acc.device)
+            if self.cfg.fer_samples > 0:
+                self._eval_generator = torch.Generator(device=self.acc.device).manual_seed(self.cfg.seed)
         model.eval()
         utt_ids, labels, probs = [], [], []
         with torch.inference_mode():
@@ -304,7 +395,13 @@ class Trainer:
                 probs.append(p.cpu().numpy())
         model.train()
         p = np.concatenate(probs, 0) if probs else np.zeros((0, 7), np.float32)
-        return {"utt_ids": utt_ids, "labels": labels, "predictions": p.argmax(1).tolist(), "probs": p}
+        out = {"utt_ids": utt_ids, "labels": labels, "predictions": p.argmax(1).tolist(), "probs": p}
+        if self._filter_counts:
+            c = dict(self._filter_counts)
+            valid = max(1, c["valid"])
+            out["fer_filter"] = {**c, "passing_fraction": round(c["passing"] / valid, 4),
+                                 "kept_fraction": round(c["kept"] / valid, 4)}
+        return out
 
     def _log(self, rec: dict) -> None:
         if self.on_log is not None and self.acc.is_main_process:

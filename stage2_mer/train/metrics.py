@@ -11,7 +11,8 @@ import numpy as np
 from stage1_face_extraction.meld import EMOTIONS
 from stage1_face_extraction.store import atomic_write_bytes
 
-__all__ = ["classification_metrics", "confusion_matrix", "plot_confusion", "summarize_seeds"]
+__all__ = ["classification_metrics", "confusion_matrix", "plot_confusion", "summarize_seed_tests",
+           "summarize_seeds"]
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n: int = len(EMOTIONS)) -> np.ndarray:
@@ -82,3 +83,20 @@ def summarize_seeds(runs: Sequence[dict], keys: Sequence[str] = ("weighted_f1", 
         v = np.asarray([r[k] for r in runs], np.float64)
         out[k] = {"mean": round(float(v.mean()), 4), "std": round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 4)}
     return out
+
+
+def summarize_seed_tests(dev_runs: Sequence[dict], tests: dict[int, dict], best_seed: int,
+                         keys: Sequence[str] = ("weighted_f1", "macro_f1", "accuracy")) -> dict:
+    """Test scores of a multi-seed run: ``runs`` (per seed: its best dev weighted F1 as
+    ``dev_weighted_f1`` and its test ``keys``), the mean and std over the seeds of each test metric
+    (:func:`summarize_seeds`), the best-dev seed and its test weighted F1.
+
+    Args:
+        dev_runs: ``[{"seed": s, "weighted_f1": dev W-F1, ...}]`` (the train stage's seeds record).
+        tests: ``{seed: classification_metrics(...) on test}`` for every seed of ``dev_runs``.
+        best_seed: the seed with the best dev weighted F1.
+    """
+    runs = [{"seed": int(r["seed"]), "dev_weighted_f1": r["weighted_f1"], **{k: tests[int(r["seed"])][k] for k in keys}}
+            for r in dev_runs]
+    return {"runs": runs, **summarize_seeds(runs, keys), "best_dev_seed": int(best_seed),
+            "best_dev_seed_weighted_f1": tests[int(best_seed)]["weighted_f1"]}
