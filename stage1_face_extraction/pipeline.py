@@ -209,8 +209,14 @@ class FacePipeline:
 
     # --------------------------------------------------------------------------------- passes
 
-    def _detect_pass(self, path: str, clock: ClipClock) -> tuple[list[Detections | None], np.ndarray, np.ndarray]:
-        """Pass 1. Returns per-frame detections (None where not run), times (n,), shot ids (n,)."""
+    def _detect_pass(self, path: str,
+                     clock: ClipClock | None = None) -> tuple[list[Detections | None], np.ndarray, np.ndarray]:
+        """Pass 1. Returns per-frame detections (None where not run), times (n,), shot ids (n,).
+
+        ``clock``: the clip's deadline and step timings (None: a fresh clock without a limit, as the
+        benchmarks that run the passes one by one use it); the same for the other passes.
+        """
+        clock = clock or ClipClock()
         dets: list[Detections | None] = []
         times: list[float] = []
         shot_ids: list[int] = []
@@ -253,7 +259,7 @@ class FacePipeline:
         flush()
         return dets, np.asarray(times, np.float64), np.asarray(shot_ids, np.int64)
 
-    def _patch_pass(self, path: str, tracks: list[Track], clock: ClipClock,
+    def _patch_pass(self, path: str, tracks: list[Track], clock: ClipClock | None = None,
                     id_frames: int = 0) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
         """Pass 2. ASD patches per track row and an appearance descriptor per track.
 
@@ -261,6 +267,7 @@ class FacePipeline:
         rows of every track of at least ``select.min_track_frames`` rows are kept in
         ``track.extra["id_samples"]`` for :meth:`_embed_tracks`.
         """
+        clock = clock or ClipClock()
         spec = self.scorer.input_spec
         active: dict[int, list[Track]] = {}
         for t in tracks:
@@ -321,8 +328,10 @@ class FacePipeline:
             out[tid] = (l2_normalize(m)[0], thumb)
         return out
 
-    def _crop_pass(self, path: str, tracks: dict[int, Track], picked: list[tuple[int, int]], clock: ClipClock) -> np.ndarray:
+    def _crop_pass(self, path: str, tracks: dict[int, Track], picked: list[tuple[int, int]],
+                   clock: ClipClock | None = None) -> np.ndarray:
         """Pass 3. Aligned crops (N, S, S, 3) for the picked (track, frame) pairs, in order."""
+        clock = clock or ClipClock()
         want = {f: tid for tid, f in picked}
         crops: dict[int, np.ndarray] = {}
         last = max(want)
