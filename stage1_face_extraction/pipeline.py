@@ -47,10 +47,10 @@ from stage1_face_extraction.clock import ClipClock, check_limit
 from stage1_face_extraction.detectors import create_detector
 from stage1_face_extraction.identity.base import l2_normalize
 from stage1_face_extraction.identity.group import IdentityConfig, TrackFace, identify_group
-from stage1_face_extraction.select import SelectConfig, select_speaker, track_evidence
+from stage1_face_extraction.selection import SelectConfig, select_speaker, track_evidence
 from stage1_face_extraction.shots import ShotConfig, shot_stream
 from stage1_face_extraction.tracking import TrackerConfig, track_faces
-from stage1_face_extraction.types import Detections, Track
+from stage1_face_extraction.records import Detections, Track
 from stage1_face_extraction.video import DecodeError, NoAudioError, iter_frames, probe, read_audio
 
 log = logging.getLogger(__name__)
@@ -417,7 +417,7 @@ class FacePipeline:
         ``identities``: ``{track_id: (name, confidence, cluster)}`` from the identity step
         (:meth:`GroupIdentity.of`), or None without one. With it, tracks carry ``identity`` /
         ``identity_score`` / ``cluster`` in the manifest, and only the tracks named as the clip's
-        speaker are eligible when any is (``select.py``, rule 3).
+        speaker are eligible when any is (``selection.py``, rule 3).
         """
         rec = a.record
         size = self.cfg.face_size

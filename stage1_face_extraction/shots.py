@@ -43,7 +43,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from .types import Frame
+from .records import Frame
 
 logger = logging.getLogger(__name__)
 

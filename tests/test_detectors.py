@@ -23,7 +23,7 @@ from stage1_face_extraction.detectors.scrfd import (
 )
 from stage1_face_extraction.params import ConfigError
 from stage1_face_extraction.tracking import iou_matrix
-from stage1_face_extraction.types import Detections
+from stage1_face_extraction.records import Detections
 
 from conftest import SHARED
 

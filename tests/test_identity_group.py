@@ -13,8 +13,8 @@ import yaml
 from stage1_face_extraction.identity.group import IdentityConfig, TrackFace, group_key, identify_group
 from stage1_face_extraction.params import ConfigError, from_dict
 from stage1_face_extraction.quality import score_identities, score_manifest
-from stage1_face_extraction.select import SelectConfig, select_speaker
-from stage1_face_extraction.types import Track
+from stage1_face_extraction.selection import SelectConfig, select_speaker
+from stage1_face_extraction.records import Track
 
 DIM = 16
 THRESHOLD = 0.42

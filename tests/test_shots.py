@@ -18,7 +18,7 @@ from stage1_face_extraction.shots import (
     frame_signature,
     shot_boundaries,
 )
-from stage1_face_extraction.types import Frame
+from stage1_face_extraction.records import Frame
 from stage1_face_extraction.video import iter_frames, write_video
 
 

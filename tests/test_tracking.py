@@ -18,7 +18,7 @@ from stage1_face_extraction.tracking import (
     smooth_boxes,
     track_faces,
 )
-from stage1_face_extraction.types import Detections, Track
+from stage1_face_extraction.records import Detections, Track
 from stage1_face_extraction.video import iter_frames, write_video
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..params import ConfigError
 from ..registry import Registry, init_keys
-from ..types import Detections
+from ..records import Detections
 
 logger = logging.getLogger(__name__)
 

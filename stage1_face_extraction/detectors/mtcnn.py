@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..params import ConfigError
-from ..types import Detections
+from ..records import Detections
 from .base import FaceDetector, register_detector, resolve_torch_device
 
 logger = logging.getLogger(__name__)

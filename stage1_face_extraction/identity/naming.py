@@ -163,7 +163,7 @@ def assign_names(
     ``likely``: also return, with ``source="likely"``, the assigned pairs that miss a threshold but
     have some agreeing evidence (support > 0) and ``margin >= config.likely_margin`` (never when
     that is None): too weak to NAME the cluster, strong enough to say it is probably not anyone
-    else (``select.py`` never picks such a cluster as another speaker's face).
+    else (``selection.py`` never picks such a cluster as another speaker's face).
     """
     from scipy.optimize import linear_sum_assignment
 

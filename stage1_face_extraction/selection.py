@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stage1_face_extraction.types import Track
+from stage1_face_extraction.records import Track
 
 log = logging.getLogger(__name__)
 
