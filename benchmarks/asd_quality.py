@@ -4,7 +4,7 @@
         --scorer av_sync --scorer light_asd:checkpoint=models/asd/light_asd_demo/light_asd.safetensors
 
 Every clip of ``--splits`` is decoded, detected and tracked ONCE (the ``stage1`` section of
-params.yaml, identity step off, as ``facialmmt-faces`` runs without references); then each scorer
+params.yaml, identity step off, as ``facialmmt faces`` runs without references); then each scorer
 scores the same tracks and the selection + crops run per scorer. The manifests are scored against
 the truth with ``stage1_face_extraction.quality.score_manifest`` (the Stage 1 issue's metrics,
 restricted to these clips). ``--scorer NAME[:key=value,...]`` (values parsed as YAML) adds a scorer.

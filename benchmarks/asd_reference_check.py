@@ -7,7 +7,7 @@
 For every clip of ``--clips`` (default ``../shared/data/talking_heads``: one real face speaking, its
 own audio) two preprocessings feed the SAME network with the same weights:
 
-* **pipeline**: what ``facialmmt-faces`` does - native-rate decode, the ``stage1`` detector and
+* **pipeline**: what ``facialmmt faces`` does - native-rate decode, the ``stage1`` detector and
   tracker of params.yaml, ``extract_patch`` with the scorer's ``input_spec``, then
   ``scorer.score`` (25 fps grid, whole-clip MFCC, windowed averaging, smoothing, softmax).
 * **reference**: a re-implementation of the authors' ``Columbia_test.py`` inference (identical in

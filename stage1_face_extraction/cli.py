@@ -1,6 +1,6 @@
-"""``facialmmt-faces``: the speaker's face sequence of any video.
+"""``facialmmt faces``: the speaker's face sequence of any video.
 
-    facialmmt-faces VIDEO... --out DIR [--speaker NAME [--reference IMAGE_OR_DIR]] [--preview] [--params params.yaml]
+    facialmmt faces VIDEO... --out DIR [--speaker NAME [--reference IMAGE_OR_DIR]] [--preview] [--params params.yaml]
 
 ``--reference`` names the face tracks from reference photos (the ``stage1.identity.embedder``,
 dlib ResNet by default): one image or a folder of images of ``--speaker`` (required then), or a
@@ -66,7 +66,7 @@ def video_key(path: Path, taken: set[str]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="facialmmt-faces", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt faces", description=__doc__.split("\n\n")[0])
     ap.add_argument("videos", nargs="+", type=Path, help="video files")
     ap.add_argument("--out", required=True, type=Path, help="output folder")
     ap.add_argument("--speaker", help="name of the expected speaker (recorded in the manifest)")

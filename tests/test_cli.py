@@ -1,4 +1,4 @@
-"""``facialmmt-faces`` (stage1_face_extraction.cli.main) on two demo clips and a missing file."""
+"""``facialmmt faces`` (stage1_face_extraction.cli.main) on two demo clips and a missing file."""
 
 from __future__ import annotations
 

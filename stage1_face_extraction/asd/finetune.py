@@ -5,7 +5,7 @@
     tracks = prepare_tracks(clips, cfg)            # 25 fps face crops, MFCC, labels per track
     result = train(cfg, tracks, out_dir)           # <out>/<arch>.safetensors + <arch>.json
 
-CLI: ``python -m stage1_face_extraction.stages.finetune_asd`` (``facialmmt-finetune-asd``).
+CLI: ``python -m stage1_face_extraction.stages.finetune_asd`` (``facialmmt finetune-asd``).
 The written ``.safetensors`` has the published key layout, so ``stage1.asd.checkpoint`` takes it
 like a published file (the scorer also reads the ``.json`` beside it).
 

@@ -271,7 +271,7 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facialmmt-extract-faces", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt extract-faces", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section `stage1`)")
     ap.add_argument("--utterances", required=True, help="utterance table from the prepare stage")
     ap.add_argument("--meld-root", required=True, help="folder the table's clip paths are relative to")

@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from ..asd.finetune import FinetuneConfig
 
     defaults = FinetuneConfig()
-    ap = argparse.ArgumentParser(prog="finetune_asd", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt finetune-asd", description=__doc__.split("\n\n")[0])
     ap.add_argument("--truth", required=True, type=Path, help="truth.json-style corpus with per-frame labels")
     ap.add_argument("--root", type=Path, help="folder the clip paths are relative to (default: the truth's folder)")
     ap.add_argument("--out", required=True, type=Path, help="output folder")

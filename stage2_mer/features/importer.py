@@ -479,7 +479,7 @@ TRUST_MESSAGE = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m stage2_mer.features.importer",
+    ap = argparse.ArgumentParser(prog="facialmmt import",
                                  description="Import FacialMMT's released features (pkl) and face crops (JSON + JPEG).")
     ap.add_argument("--src", required=True, type=Path, help="FacialMMT's preprocess_data/T+A+V folder")
     ap.add_argument("--out", type=Path, help="feature root: writes <out>/{visual,audio}/facialmmt_*/<split>/")

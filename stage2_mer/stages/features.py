@@ -71,7 +71,7 @@ def _splits_of_faces(faces: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facialmmt-features", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt features", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section `features.<modality>`)")
     ap.add_argument("--modality", required=True, choices=("visual", "audio"))
     ap.add_argument("--faces", help="visual: the extract_faces output folder (one sub-folder per split)")

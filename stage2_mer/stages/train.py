@@ -127,7 +127,7 @@ def input_record(args, model_cfg, train_cfg, train_data) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facialmmt-train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--utterances", required=True)
     ap.add_argument("--audio", help="audio feature folder (<features>/audio/<name>)")
