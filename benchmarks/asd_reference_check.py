@@ -46,7 +46,9 @@ Measured (all four published files, 7 clips, 1 torch thread; numbers in ``asd/le
         --model light_asd=../shared/models/light_asd/finetuning_TalkSet.model \
         --model light_asd=../shared/models/light_asd/pretrain_AVA_CVPR.model \
         --model lr_asd=../shared/models/lr_asd/finetuning_TalkSet.model \
-        --model lr_asd=../shared/models/lr_asd/pretrain_AVA.model ``score fps``: frames per second of ``scorer.score`` alone (patches already cut; the
+        --model lr_asd=../shared/models/lr_asd/pretrain_AVA.model
+
+``score fps``: frames per second of ``scorer.score`` alone (patches already cut; the
 clip's native frames / seconds), on this machine with ``--threads`` torch threads.
 """
 
@@ -300,7 +302,9 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--model", action="append", help="NAME=CHECKPOINT (repeatable; default the light_asd TalkSet file)")
     ap.add_argument("--params", default=str(REPO / "params.yaml"))
-    ap.add_argument("--windows", help="pipeline scorer windows_s: comma-separated seconds or 'whole' (default: the scorer's)")
+    ap.add_argument(
+        "--windows", help="pipeline scorer windows_s: comma-separated seconds or 'whole' (default: the scorer's)"
+    )
     ap.add_argument("--negatives", action="store_true",
                     help="also score every clip with the next clip's speech and with quiet noise (-50 dBFS)")
     ap.add_argument("--threads", type=int, default=1)
@@ -341,8 +345,11 @@ def main(argv=None) -> int:
         rows, pos_all, neg_all = {}, [], {}
         score_s = native = 0
         print(f"\n== {name} {Path(ckpt).name} (pipeline windows {scorer.cfg.windows_s})")
-        print(f"{'clip':<46} {'frames':>6} {'pipe p':>7} {'ref p':>7} {'|diff|':>7} {'pipe spk':>8} {'ref spk':>8} "
-              f"{'pub spk':>8} {'score fps':>9}" + ("   other speech: pipe p ref p   noise: pipe p ref p" if args.negatives else ""))
+        print(
+            f"{'clip':<46} {'frames':>6} {'pipe p':>7} {'ref p':>7} {'|diff|':>7} {'pipe spk':>8} {'ref spk':>8} "
+            f"{'pub spk':>8} {'score fps':>9}"
+            + ("   other speech: pipe p ref p   noise: pipe p ref p" if args.negatives else "")
+        )
         for i, key in enumerate(names):
             ci = clips[key]
             pos = compare(scorer, ci, ci.audio)
@@ -357,8 +364,10 @@ def main(argv=None) -> int:
             if args.negatives:
                 donor = clips[names[(i + 1) % len(names)]].audio
                 rng = np.random.default_rng(i)
-                for cond, audio in (("other_speech", other_audio(ci.audio, donor)),
-                                    ("noise", (10 ** (-50 / 20) * rng.standard_normal(len(ci.audio))).astype(np.float32))):
+                for cond, audio in (
+                    ("other_speech", other_audio(ci.audio, donor)),
+                    ("noise", (10 ** (-50 / 20) * rng.standard_normal(len(ci.audio))).astype(np.float32)),
+                ):
                     neg = compare(scorer, ci, audio)
                     n = summarise([neg])
                     row[cond] = n
@@ -378,9 +387,12 @@ def main(argv=None) -> int:
         if neg_all:
             for k in (*neg_all, "all_conditions"):
                 t = total[k]
-                print(f"{k} frames: mean |diff| {t['mean_abs_diff']:.4f}, corr {t['corr']:.3f}, speaking pipe "
-                      f"{t['pipe_speaking']:.3f} / ref {t['ref_speaking']:.3f} / published {t['ref_published_speaking']:.3f}, "
-                      f"decision agreement {t['decision_agreement']:.3f}")
+                print(
+                    f"{k} frames: mean |diff| {t['mean_abs_diff']:.4f}, corr {t['corr']:.3f}, speaking pipe "
+                    f"{t['pipe_speaking']:.3f} / ref {t['ref_speaking']:.3f} / "
+                    f"published {t['ref_published_speaking']:.3f}, "
+                    f"decision agreement {t['decision_agreement']:.3f}"
+                )
         report[f"{name}:{Path(ckpt).name}"] = {"clips": rows, "total": total}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

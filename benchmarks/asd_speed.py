@@ -9,9 +9,10 @@ params.yaml; then, per scorer, the patches it declares are cut (timed as ``patch
 ``--tracks`` tracks x ``--seconds`` s at 23.976 fps plus noise audio per clip (no decoding: runs
 where PyAV or the demo corpus are missing). The learned scorers run with random weights (the speed
 does not depend on them) and ``--windows`` (``published``: their default average over windows of
-1, 2, 3, 4, 5 and 6 s; ``whole``: one window per track). The VAD is ``--vad`` for every scorer (energy by default, so the
-numbers compare the scorers, not silero). Reported: tracks/s and frames/s of ``score`` (and of
-``patch + score`` for demo) and the cost relative to av_sync. One warm-up clip per scorer first.
+1, 2, 3, 4, 5 and 6 s; ``whole``: one window per track). The VAD is ``--vad`` for every scorer
+(energy by default, so the numbers compare the scorers, not silero). Reported: tracks/s and frames/s
+of ``score`` (and of ``patch + score`` for demo) and the cost relative to av_sync. One warm-up clip
+per scorer first.
 """
 
 from __future__ import annotations

@@ -47,10 +47,10 @@ from stage1_face_extraction.clock import ClipClock, check_limit
 from stage1_face_extraction.detectors import create_detector
 from stage1_face_extraction.identity.base import l2_normalize
 from stage1_face_extraction.identity.group import IdentityConfig, TrackFace, identify_group
+from stage1_face_extraction.records import Detections, Track
 from stage1_face_extraction.selection import SelectConfig, select_speaker, track_evidence
 from stage1_face_extraction.shots import ShotConfig, shot_stream
 from stage1_face_extraction.tracking import TrackerConfig, track_faces
-from stage1_face_extraction.records import Detections, Track
 from stage1_face_extraction.video import DecodeError, NoAudioError, iter_frames, probe, read_audio
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,9 @@ class Stage1Config:
             raise ValueError(f"runtime.stage1.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if isinstance(self.worker_max_tasks, bool) or not isinstance(self.worker_max_tasks, int) \
                 or self.worker_max_tasks < 0:
-            raise ValueError(f"runtime.stage1.worker_max_tasks must be an integer >= 0 (0: never), got {self.worker_max_tasks!r}")
+            raise ValueError(
+                f"runtime.stage1.worker_max_tasks must be an integer >= 0 (0: never), got {self.worker_max_tasks!r}"
+            )
         self.max_clip_seconds = check_limit(self.max_clip_seconds)
         if self.max_frames < 1 or self.face_size < 16:
             raise ValueError("stage1.max_frames must be >= 1 and face_size >= 16")
@@ -321,7 +323,9 @@ class FacePipeline:
             out[tid] = (l2_normalize(m)[0], thumb)
         return out
 
-    def _crop_pass(self, path: str, tracks: dict[int, Track], picked: list[tuple[int, int]], clock: ClipClock) -> np.ndarray:
+    def _crop_pass(
+        self, path: str, tracks: dict[int, Track], picked: list[tuple[int, int]], clock: ClipClock
+    ) -> np.ndarray:
         """Pass 3. Aligned crops (N, S, S, 3) for the picked (track, frame) pairs, in order."""
         want = {f: tid for tid, f in picked}
         crops: dict[int, np.ndarray] = {}
@@ -335,7 +339,9 @@ class FacePipeline:
             t = tracks[tid]
             r = fr.index - t.start
             lm = t.landmarks[r] if t.landmarks is not None else None
-            crops[fr.index] = align_face(fr.image, lm, t.boxes[r], size=self.cfg.face_size, margin=self.cfg.align_margin)
+            crops[fr.index] = align_face(
+                fr.image, lm, t.boxes[r], size=self.cfg.face_size, margin=self.cfg.align_margin
+            )
         return np.stack([crops[f] for _, f in picked]) if crops else _empty_crops(self.cfg.face_size)
 
     # ------------------------------------------------------------------------------------ API
@@ -411,7 +417,9 @@ class FacePipeline:
         a.elapsed_s = clock.elapsed()
         return a
 
-    def finish(self, a: ClipAnalysis, identities: dict[int, tuple[str | None, float | None, int]] | None = None) -> ClipResult:
+    def finish(
+        self, a: ClipAnalysis, identities: dict[int, tuple[str | None, float | None, int]] | None = None
+    ) -> ClipResult:
         """Selection and pass 3 (crops) for an analysed clip.
 
         ``identities``: ``{track_id: (name, confidence, cluster)}`` from the identity step
@@ -497,5 +505,7 @@ class FacePipeline:
         if not references:
             return self.finish(a)
         key = str(utt_id or path)
-        gi = identify_group(key, a.faces, {key: speaker}, self.cfg.identity, self.identity_embedder.distance_threshold, references)
+        gi = identify_group(
+            key, a.faces, {key: speaker}, self.cfg.identity, self.identity_embedder.distance_threshold, references
+        )
         return self.finish(a, gi.of(key))

@@ -353,7 +353,8 @@ def mouth_flow(patches: np.ndarray) -> np.ndarray:
     g = np.clip(p * 255.0 + 0.5, 0, 255).astype(np.uint8)
     out = np.zeros(t_len, np.float32)
     for k in range(1, t_len):
-        # pyramid scale 0.5, 2 levels, 9 px window, 3 iterations, poly_n 5 / sigma 1.1 (OpenCV's defaults for small images)
+        # pyramid scale 0.5, 2 levels, 9 px window, 3 iterations, poly_n 5 / sigma 1.1
+        # (OpenCV's defaults for small images)
         f = cv2.calcOpticalFlowFarneback(g[k - 1], g[k], None, 0.5, 2, 9, 3, 5, 1.1, 0)
         vy = f[..., 1]
         out[k] = float(np.abs(vy - np.median(vy)).mean())
@@ -511,7 +512,9 @@ class AVSyncScorer(ActiveSpeakerScorer):
                 c = windowed_pearson(m, s[j_best], half)
                 if cfg.corr_shrink > 0:  # Fisher z lower bound: a short track's correlation is weak evidence
                     _, n = _window_sums(np.zeros(len(m)), half)  # frames in each window
-                    c = np.tanh(np.arctanh(np.clip(c, -0.999, 0.999)) - cfg.corr_shrink / np.sqrt(np.maximum(n - 3.0, 1.0)))
+                    c = np.tanh(
+                        np.arctanh(np.clip(c, -0.999, 0.999)) - cfg.corr_shrink / np.sqrt(np.maximum(n - 3.0, 1.0))
+                    )
                 c = np.clip((c - cfg.corr_low) / (cfg.corr_high - cfg.corr_low), 0.0, 1.0)
                 z.append(c * qi)
 

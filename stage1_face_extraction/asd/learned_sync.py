@@ -50,7 +50,9 @@ class LearnedSyncConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.learned, dict) or "name" not in self.learned:
-            raise ValueError("asd.learned must be a learned scorer's section with a name (talknet | light_asd | lr_asd)")
+            raise ValueError(
+                "asd.learned must be a learned scorer's section with a name (talknet | light_asd | lr_asd)"
+            )
         if not isinstance(self.sync, dict):
             raise ValueError("asd.sync must be a mapping of av_sync keys")
         for key in ("mouth_rows", "mouth_cols"):

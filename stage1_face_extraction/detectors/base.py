@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from ..params import ConfigError
-from ..registry import Registry, init_keys
 from ..records import Detections
+from ..registry import Registry, init_keys
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""Name identity clusters from the transcript's Speaker column: ``assign_names(utterances) -> {cluster: NameAssignment}``.
+"""Name identity clusters from the transcript's Speaker column.
+
+``assign_names(utterances) -> {cluster: NameAssignment}``.
 
 Input, per utterance: the speaker's name (MELD's ``Speaker``; None = unknown) and, for every
 identity cluster on screen during it, its speaking evidence (e.g. the best active-speaker score of

@@ -327,13 +327,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_fingerprint(cfg: Stage1Config, table_path: str | Path, table, meld_root: Path) -> str:
-    """What the outputs depend on: the stage1 params (not the runner knobs), the utterance table's bytes, the clips (paths,
-    sizes, mtimes) and this package's code. A rerun resumes an interrupted run only when it is equal."""
-    return fingerprint({
-        "stage1": without_runtime("stage1", to_dict(cfg)), "table": file_digest(table_path), "meld_root": str(meld_root),
-        "clips": stat_digest(meld_root / c for c in table["clip"]),
-        "code": package_code_digest(Path(__file__).resolve().parents[1]),
-    })
+    """What the outputs depend on: the stage1 params (not the runner knobs), the utterance table's bytes,
+    the clips (paths, sizes, mtimes) and this package's code. A rerun resumes an interrupted run only when it
+    is equal."""
+    return fingerprint(
+        {
+            "stage1": without_runtime("stage1", to_dict(cfg)),
+            "table": file_digest(table_path),
+            "meld_root": str(meld_root),
+            "clips": stat_digest(meld_root / c for c in table["clip"]),
+            "code": package_code_digest(Path(__file__).resolve().parents[1]),
+        }
+    )
 
 
 def _finished(folder: Path) -> bool:
