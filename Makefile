@@ -45,7 +45,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # Artefact versioning: dvc.lock (in git) names every output; the outputs themselves go to the default
-# DVC remote (.dvc/config: ../facialmmt-dvc-store, next to this checkout; README "Versioning the outputs").
+# DVC remote (.dvc/config: ../facialmmt-dvc-store, next to this checkout; docs/versioning.md).
 push: $(STAMP)
 	$(BIN)/dvc push
 

@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dialogue-size", type=int, default=8, help="clips per group with --identity random")
     ap.add_argument("--label", help="name of this run (default: the scorer's name)")
     ap.add_argument("--json", type=Path, help="also write the report here")
-    ap.add_argument("--markdown", action="store_true", help="print README table rows")
+    ap.add_argument("--markdown", action="store_true", help="print markdown table rows (benchmarks/README.md)")
     args = ap.parse_args(argv)
     pooled_truth: dict = {"clips": {}}
     pooled_records: dict[str, dict] = {}

@@ -427,7 +427,7 @@ class Doctor:
                          "generates it at the start of `dvc repro`")
                 return self._demo_workload(demo)
             self.add(FAIL, "data.meld_root", f"{self.show(data.meld_root)} does not exist",
-                     "point data.meld_root at your MELD.Raw folder (README: Running on real MELD)")
+                     "point data.meld_root at your MELD.Raw folder (docs/real-meld.md)")
             return self._meld_workload()
         from stage1_face_extraction.meld import MeldFormatError, read_split_csv
 
@@ -829,7 +829,7 @@ class Doctor:
                      + ("" if self.is_demo else "; on real MELD it leaks MELD labels into the model and train "
                         "refuses it"),
                      "" if self.is_demo else "for FacialMMT's auxiliary task point train's --affwild2 (dvc.yaml) "
-                     "at a real Aff-Wild2 folder (README: Running on real MELD), or set train.aux_ratio: 0")
+                     "at a real Aff-Wild2 folder (docs/real-meld.md), or set train.aux_ratio: 0")
             return
 
         cfg = AffWild2Config(root=str(self.path(value)))
@@ -888,7 +888,7 @@ class Doctor:
             ray = stage1.ray
             if importlib.util.find_spec("ray") is None:
                 self.add(FAIL, "runtime.stage1.executor", "ray, but Ray is not installed",
-                         "pip install 'ray[default]' (README: Scale-out), or runtime.stage1.executor: local")
+                         "pip install 'ray[default]' (docs/scale-out.md), or runtime.stage1.executor: local")
             else:
                 self.add(OK, "runtime.stage1.executor", f"ray: address {ray.address or '$RAY_ADDRESS / this machine'}, "
                          f"actors {ray.actors or 'as many as the cluster holds'}")
@@ -1048,7 +1048,7 @@ class Doctor:
             self.add(WARN, "stage1 speed benchmark", f"{STAGE1_BENCHMARK} is absent: the stage-1 estimate uses ASSUMED "
                      "per-part rates (STAGE1_PARTS, from make demo's timings at 640x360)",
                      f"python benchmarks/stage1_speed.py --stage --real-scenes DIR --width 1280 --height 720 --json "
-                     f"{STAGE1_BENCHMARK} (README: MELD-sized dry run on paper)")
+                     f"{STAGE1_BENCHMARK} (benchmarks/README.md: MELD-sized dry run on paper)")
         per_s = 0.0
         for part, (rate, scaled) in STAGE1_PARTS.items():
             if part == "identity" and not stage1.identity.enabled:
@@ -1103,8 +1103,8 @@ class Doctor:
             self.disk.append({"where": f"DVC remote {remote}", "need_bytes": round(total), "free_bytes": free})
             status = OK if free >= total else WARN
             self.add(status, "disk (dvc push)", f"default DVC remote {remote}: `make push` stores ~{fmt_bytes(total)}, "
-                     f"{fmt_bytes(free)} free", "" if status == OK else "point the default remote elsewhere (README: "
-                     "Versioning the outputs)")
+                     f"{fmt_bytes(free)} free", "" if status == OK else "point the default remote elsewhere "
+                     "(docs/versioning.md)")
 
     def _dvc_places(self) -> tuple[Path | None, Path | None]:
         """(cache folder unless the cache links files instead of copying them, default local remote)."""

@@ -254,7 +254,7 @@ def test_energy_vad():
 
 # The synthetic mouths open with the envelope, so their frame-to-frame motion follows its CHANGE and
 # the audio offset is searched over +-0.2 s; the defaults are calibrated on real lips (motion follows
-# the envelope's level more, offsets within +-0.1 s): README "Stage 1 on real footage".
+# the envelope's level more, offsets within +-0.1 s): benchmarks/README.md "Stage 1 on real footage".
 SYNTH_MOUTHS = {"audio_level_weight": 0.25, "max_lag_s": 0.2}
 
 

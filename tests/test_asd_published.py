@@ -39,7 +39,7 @@ WINDOWS = (1, 2)  # seconds, pipeline and reference alike
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the published weights and talking-head clips live in ../shared "
-                    "(see ../shared/models/README.md); this test needs them")
+                    "(outside this repository); this test needs them")
     return path
 
 

@@ -172,7 +172,7 @@ def test_default_scorer_alone_finds_the_real_speaker(stage1_runs):
     assert t.precision >= 0.90 and t.false_picks == 0, report
     # Coverage: before the real-scene calibration the default found no speaker at all in real
     # footage (coverage 0). The scorer ALONE does not reach the coverage goals (benchmark,
-    # README "Stage 1 on real footage": quiet ~0.8); this guards the gain.
+    # benchmarks/README.md "Stage 1 on real footage": quiet ~0.8); this guards the gain.
     assert groups["all"].coverage >= 0.5, report
 
 

@@ -25,7 +25,7 @@ Speech signals at any time ``tau`` (``e`` from the waveform, ``v`` from silero-v
     s(tau) = |e(tau) - e(tau - 1/fps)| + audio_level_weight * e(tau)   # the envelope's change
     v(tau) = silero speech probability (32 ms chunks), max-filtered over +-vad_smooth_s
 
-Calibration on real faces (README "Stage 1 on real footage"; 204 tracks of scenes composed from
+Calibration on real faces (benchmarks/README.md "Stage 1 on real footage"; 204 tracks of scenes composed from
 the real talking heads, seed 12, never the synthetic demo): the whole-track correlation with ``e``
 separates the heard speaker from a muted talking listener with ROC AUC 0.93 for the flow measure,
 0.86 for the patch difference (with ``|delta e|`` instead of ``e``: 0.81; mouth darkness, patch PCA
@@ -115,7 +115,7 @@ class AVSyncConfig:
     patch_size: tuple[int, int] = (32, 48)  # (h, w) of the mouth patch
     motion: str = "flow"  # flow (vertical optical flow of the lips) | patch (shift-compensated patch difference)
     mouth_scale: float = 1.6  # mouth patch width / mouth-corner distance
-    # Defaults calibrated on real faces (README "Stage 1 on real footage": scenes composed from the
+    # Defaults calibrated on real faces (benchmarks/README.md "Stage 1 on real footage": scenes composed from the
     # real talking heads, seed 12, 108 clips), never on the synthetic demo.
     window_s: float = 6.0  # sliding correlation window (longer than an utterance's shot: one value per track)
     max_lag_s: float = 0.1  # audio/video offset search range (+-)

@@ -90,7 +90,7 @@ for ``dvc repro``):
   refuses (one that also pickles Python objects, e.g. training arguments) fails with an error
   naming the class and how to convert it: there is no way to allow pickled classes (that would
   amount to a full unpickle, ``os.system`` included). Convert such a file once, on a machine you
-  trust, to a plain state dict or to safetensors (README "Learned active-speaker scorers");
+  trust, to a plain state dict or to safetensors (docs/stage1.md "Learned active-speaker scorers");
 * ``*.safetensors`` written by ``finetune_asd`` (same key layout), with its ``<stem>.json`` beside it
   (architecture, preprocessing, training summary); a JSON naming the other architecture is an error.
 
@@ -154,7 +154,7 @@ class LearnedASDConfig:
             raise ValueError("asd.max_batch_frames must be >= 1")
         if self.checkpoint is None and not self.random_init:
             raise ValueError(
-                "asd.checkpoint is required (a local TalkNet / Light-ASD / LR-ASD weights file; see README "
+                "asd.checkpoint is required (a local TalkNet / Light-ASD / LR-ASD weights file; see docs/stage1.md "
                 "'Learned active-speaker scorers'); random_init: true runs without weights (meaningless scores)"
             )
 
@@ -202,7 +202,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(
             f"ASD checkpoint not found: {path} (resolved {path.resolve()}); download the published "
-            "file or train one with finetune_asd (README 'Learned active-speaker scorers')"
+            "file or train one with finetune_asd (docs/stage1.md 'Learned active-speaker scorers')"
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"ASD checkpoint {path} is empty (0 bytes): an interrupted download?")

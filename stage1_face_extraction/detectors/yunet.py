@@ -18,7 +18,7 @@ real face). YuNet sees BGR; frames come in RGB and are flipped here.
 
 Speed (2 CPU cores, 640x360 frames): a few ms per frame for ``yunet_n``; ``benchmarks/
 stage1_real_scenes.py`` with ``stage1.detector.name: yunet`` compares it with ``mtcnn`` on real
-footage (README "Face detectors on real footage").
+footage (benchmarks/README.md "Face detectors on real footage").
 """
 
 from __future__ import annotations
