@@ -24,6 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from stage1_face_extraction.asd import create_scorer
+from stage1_face_extraction.clock import ClipClock
 from stage1_face_extraction.params import load_section
 from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline, Stage1Config
 from stage1_face_extraction.quality import score_manifest
@@ -45,7 +46,7 @@ def rescore(pipe: FacePipeline, a, scorer, audio: np.ndarray | None) -> float:
     saved = pipe.scorer
     pipe.scorer = scorer
     try:
-        patches, _ = pipe._patch_pass(a.path, a.tracks)
+        patches, _ = pipe._patch_pass(a.path, a.tracks, ClipClock(None))
     finally:
         pipe.scorer = saved
     scores = scorer.score(patches, [a.times[t.frames] for t in a.tracks], audio, AUDIO_SR, a.record["fps"])

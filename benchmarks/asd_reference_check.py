@@ -69,6 +69,7 @@ from scipy.signal import medfilt
 
 from stage1_face_extraction.asd import create_scorer
 from stage1_face_extraction.asd.mfcc import mfcc_13
+from stage1_face_extraction.clock import ClipClock
 from stage1_face_extraction.params import load_section
 from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline, Stage1Config
 from stage1_face_extraction.tracking import track_faces
@@ -214,11 +215,12 @@ def prepare_clip(pipe: FacePipeline, path: Path) -> ClipInputs | None:
     from stage1_face_extraction.video import probe
 
     info = probe(path)
-    dets, times, shot_ids = pipe._detect_pass(str(path))
+    clock = ClipClock(None)  # the pipeline's per-clip deadline, here without a limit
+    dets, times, shot_ids = pipe._detect_pass(str(path), clock)
     tracks = track_faces(dets, np.arange(len(dets)), shot_ids, pipe.cfg.tracking)
     if not tracks:
         return None
-    patches, _ = pipe._patch_pass(str(path), tracks)
+    patches, _ = pipe._patch_pass(str(path), tracks, clock)
     audio = read_audio(path, AUDIO_SR)
     ref_src = nearest_frames(times, info.fps)
     wanted = set(ref_src.tolist())

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from stage1_face_extraction.asd import create_scorer
+from stage1_face_extraction.clock import ClipClock
 
 FPS = 24000 / 1001
 
@@ -70,7 +71,7 @@ def demo_clips(args) -> list[dict]:
         raise SystemExit(f"no clips under {args.clips} (run `dvc repro make_demo` first)")
     clips = []
     for p in paths:
-        dets, times, shot_ids = pipe._detect_pass(str(p))
+        dets, times, shot_ids = pipe._detect_pass(str(p), ClipClock(None))
         tracks = track_faces(dets, np.arange(len(dets)), shot_ids, cfg.tracking)
         if tracks:
             clips.append({"path": str(p), "tracks": tracks, "times": [times[t.frames] for t in tracks],
@@ -83,7 +84,7 @@ def demo_patches(clip: dict, scorer) -> list[np.ndarray]:
     saved = pipe.scorer
     pipe.scorer = scorer  # the patch pass cuts what this scorer declares
     try:
-        patches, _ = pipe._patch_pass(clip["path"], clip["tracks"])
+        patches, _ = pipe._patch_pass(clip["path"], clip["tracks"], ClipClock(None))
     finally:
         pipe.scorer = saved
     return patches
