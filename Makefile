@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 help:
 	@echo "make demo      set up .venv (once) and run the whole pipeline (dvc repro) on the embedded demo corpus"
-	@echo "make test      set up .venv (once) and run the tests (fast set, what CI runs)"
+	@echo "make test      set up .venv (once), lint (ruff) and run the tests (fast set, what CI runs)"
 	@echo "make test-all  also run the tests marked slow"
 	@echo "make venv      only create/refresh .venv (re-installs only when a requirements file changes)"
 	@echo "make push      store the pipeline outputs (DVC cache) in the default DVC remote (../facialmmt-dvc-store)"
@@ -39,11 +39,13 @@ demo: $(STAMP)
 	$(BIN)/dvc repro
 	@$(BIN)/python -m stage1_face_extraction.stages.report
 
+# Lint first: any ruff finding (config in pyproject.toml) fails `make test` before the tests run.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 # Artefact versioning: dvc.lock (in git) names every output; the outputs themselves go to the default
-# DVC remote (.dvc/config: ../facialmmt-dvc-store, next to this checkout; README "Versioning the outputs").
+# DVC remote (.dvc/config: ../facialmmt-dvc-store, next to this checkout; docs/versioning.md).
 push: $(STAMP)
 	$(BIN)/dvc push
 
@@ -52,7 +54,8 @@ pull: $(STAMP)
 	$(BIN)/dvc pull
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -m "" 
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m ""
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,7 +4,7 @@
         --scorer av_sync --scorer light_asd:checkpoint=models/asd/light_asd_demo/light_asd.safetensors
 
 Every clip of ``--splits`` is decoded, detected and tracked ONCE (the ``stage1`` section of
-params.yaml, identity step off, as ``facialmmt-faces`` runs without references); then each scorer
+params.yaml, identity step off, as ``facialmmt faces`` runs without references); then each scorer
 scores the same tracks and the selection + crops run per scorer. The manifests are scored against
 the truth with ``stage1_face_extraction.quality.score_manifest`` (the Stage 1 issue's metrics,
 restricted to these clips). ``--scorer NAME[:key=value,...]`` (values parsed as YAML) adds a scorer.
@@ -24,6 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from stage1_face_extraction.asd import create_scorer
+from stage1_face_extraction.clock import ClipClock
 from stage1_face_extraction.params import load_section
 from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline, Stage1Config
 from stage1_face_extraction.quality import score_manifest
@@ -45,7 +46,7 @@ def rescore(pipe: FacePipeline, a, scorer, audio: np.ndarray | None) -> float:
     saved = pipe.scorer
     pipe.scorer = scorer
     try:
-        patches, _ = pipe._patch_pass(a.path, a.tracks)
+        patches, _ = pipe._patch_pass(a.path, a.tracks, ClipClock(None))
     finally:
         pipe.scorer = saved
     scores = scorer.score(patches, [a.times[t.frames] for t in a.tracks], audio, AUDIO_SR, a.record["fps"])

@@ -7,7 +7,7 @@
 For every clip of ``--clips`` (default ``../shared/data/talking_heads``: one real face speaking, its
 own audio) two preprocessings feed the SAME network with the same weights:
 
-* **pipeline**: what ``facialmmt-faces`` does - native-rate decode, the ``stage1`` detector and
+* **pipeline**: what ``facialmmt faces`` does - native-rate decode, the ``stage1`` detector and
   tracker of params.yaml, ``extract_patch`` with the scorer's ``input_spec``, then
   ``scorer.score`` (25 fps grid, whole-clip MFCC, windowed averaging, smoothing, softmax).
 * **reference**: a re-implementation of the authors' ``Columbia_test.py`` inference (identical in
@@ -46,7 +46,9 @@ Measured (all four published files, 7 clips, 1 torch thread; numbers in ``asd/le
         --model light_asd=../shared/models/light_asd/finetuning_TalkSet.model \
         --model light_asd=../shared/models/light_asd/pretrain_AVA_CVPR.model \
         --model lr_asd=../shared/models/lr_asd/finetuning_TalkSet.model \
-        --model lr_asd=../shared/models/lr_asd/pretrain_AVA.model ``score fps``: frames per second of ``scorer.score`` alone (patches already cut; the
+        --model lr_asd=../shared/models/lr_asd/pretrain_AVA.model
+
+``score fps``: frames per second of ``scorer.score`` alone (patches already cut; the
 clip's native frames / seconds), on this machine with ``--threads`` torch threads.
 """
 
@@ -67,6 +69,7 @@ from scipy.signal import medfilt
 
 from stage1_face_extraction.asd import create_scorer
 from stage1_face_extraction.asd.mfcc import mfcc_13
+from stage1_face_extraction.clock import ClipClock
 from stage1_face_extraction.params import load_section
 from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline, Stage1Config
 from stage1_face_extraction.tracking import track_faces
@@ -212,11 +215,12 @@ def prepare_clip(pipe: FacePipeline, path: Path) -> ClipInputs | None:
     from stage1_face_extraction.video import probe
 
     info = probe(path)
-    dets, times, shot_ids = pipe._detect_pass(str(path))
+    clock = ClipClock(None)  # the pipeline's per-clip deadline, here without a limit
+    dets, times, shot_ids = pipe._detect_pass(str(path), clock)
     tracks = track_faces(dets, np.arange(len(dets)), shot_ids, pipe.cfg.tracking)
     if not tracks:
         return None
-    patches, _ = pipe._patch_pass(str(path), tracks)
+    patches, _ = pipe._patch_pass(str(path), tracks, clock)
     audio = read_audio(path, AUDIO_SR)
     ref_src = nearest_frames(times, info.fps)
     wanted = set(ref_src.tolist())
@@ -300,7 +304,9 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--model", action="append", help="NAME=CHECKPOINT (repeatable; default the light_asd TalkSet file)")
     ap.add_argument("--params", default=str(REPO / "params.yaml"))
-    ap.add_argument("--windows", help="pipeline scorer windows_s: comma-separated seconds or 'whole' (default: the scorer's)")
+    ap.add_argument(
+        "--windows", help="pipeline scorer windows_s: comma-separated seconds or 'whole' (default: the scorer's)"
+    )
     ap.add_argument("--negatives", action="store_true",
                     help="also score every clip with the next clip's speech and with quiet noise (-50 dBFS)")
     ap.add_argument("--threads", type=int, default=1)
@@ -341,8 +347,11 @@ def main(argv=None) -> int:
         rows, pos_all, neg_all = {}, [], {}
         score_s = native = 0
         print(f"\n== {name} {Path(ckpt).name} (pipeline windows {scorer.cfg.windows_s})")
-        print(f"{'clip':<46} {'frames':>6} {'pipe p':>7} {'ref p':>7} {'|diff|':>7} {'pipe spk':>8} {'ref spk':>8} "
-              f"{'pub spk':>8} {'score fps':>9}" + ("   other speech: pipe p ref p   noise: pipe p ref p" if args.negatives else ""))
+        print(
+            f"{'clip':<46} {'frames':>6} {'pipe p':>7} {'ref p':>7} {'|diff|':>7} {'pipe spk':>8} {'ref spk':>8} "
+            f"{'pub spk':>8} {'score fps':>9}"
+            + ("   other speech: pipe p ref p   noise: pipe p ref p" if args.negatives else "")
+        )
         for i, key in enumerate(names):
             ci = clips[key]
             pos = compare(scorer, ci, ci.audio)
@@ -357,8 +366,10 @@ def main(argv=None) -> int:
             if args.negatives:
                 donor = clips[names[(i + 1) % len(names)]].audio
                 rng = np.random.default_rng(i)
-                for cond, audio in (("other_speech", other_audio(ci.audio, donor)),
-                                    ("noise", (10 ** (-50 / 20) * rng.standard_normal(len(ci.audio))).astype(np.float32))):
+                for cond, audio in (
+                    ("other_speech", other_audio(ci.audio, donor)),
+                    ("noise", (10 ** (-50 / 20) * rng.standard_normal(len(ci.audio))).astype(np.float32)),
+                ):
                     neg = compare(scorer, ci, audio)
                     n = summarise([neg])
                     row[cond] = n
@@ -378,9 +389,12 @@ def main(argv=None) -> int:
         if neg_all:
             for k in (*neg_all, "all_conditions"):
                 t = total[k]
-                print(f"{k} frames: mean |diff| {t['mean_abs_diff']:.4f}, corr {t['corr']:.3f}, speaking pipe "
-                      f"{t['pipe_speaking']:.3f} / ref {t['ref_speaking']:.3f} / published {t['ref_published_speaking']:.3f}, "
-                      f"decision agreement {t['decision_agreement']:.3f}")
+                print(
+                    f"{k} frames: mean |diff| {t['mean_abs_diff']:.4f}, corr {t['corr']:.3f}, speaking pipe "
+                    f"{t['pipe_speaking']:.3f} / ref {t['ref_speaking']:.3f} / "
+                    f"published {t['ref_published_speaking']:.3f}, "
+                    f"decision agreement {t['decision_agreement']:.3f}"
+                )
         report[f"{name}:{Path(ckpt).name}"] = {"clips": rows, "total": total}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -9,9 +9,10 @@ params.yaml; then, per scorer, the patches it declares are cut (timed as ``patch
 ``--tracks`` tracks x ``--seconds`` s at 23.976 fps plus noise audio per clip (no decoding: runs
 where PyAV or the demo corpus are missing). The learned scorers run with random weights (the speed
 does not depend on them) and ``--windows`` (``published``: their default average over windows of
-1, 2, 3, 4, 5 and 6 s; ``whole``: one window per track). The VAD is ``--vad`` for every scorer (energy by default, so the
-numbers compare the scorers, not silero). Reported: tracks/s and frames/s of ``score`` (and of
-``patch + score`` for demo) and the cost relative to av_sync. One warm-up clip per scorer first.
+1, 2, 3, 4, 5 and 6 s; ``whole``: one window per track). The VAD is ``--vad`` for every scorer
+(energy by default, so the numbers compare the scorers, not silero). Reported: tracks/s and frames/s
+of ``score`` (and of ``patch + score`` for demo) and the cost relative to av_sync. One warm-up clip
+per scorer first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from stage1_face_extraction.asd import create_scorer
+from stage1_face_extraction.clock import ClipClock
 
 FPS = 24000 / 1001
 
@@ -69,7 +71,7 @@ def demo_clips(args) -> list[dict]:
         raise SystemExit(f"no clips under {args.clips} (run `dvc repro make_demo` first)")
     clips = []
     for p in paths:
-        dets, times, shot_ids = pipe._detect_pass(str(p))
+        dets, times, shot_ids = pipe._detect_pass(str(p), ClipClock(None))
         tracks = track_faces(dets, np.arange(len(dets)), shot_ids, cfg.tracking)
         if tracks:
             clips.append({"path": str(p), "tracks": tracks, "times": [times[t.frames] for t in tracks],
@@ -82,7 +84,7 @@ def demo_patches(clip: dict, scorer) -> list[np.ndarray]:
     saved = pipe.scorer
     pipe.scorer = scorer  # the patch pass cuts what this scorer declares
     try:
-        patches, _ = pipe._patch_pass(clip["path"], clip["tracks"])
+        patches, _ = pipe._patch_pass(clip["path"], clip["tracks"], ClipClock(None))
     finally:
         pipe.scorer = saved
     return patches

@@ -2,7 +2,8 @@
 
     python benchmarks/detector_recall.py --scenes /tmp/eval360 \
         --detector '{"name": "mtcnn", "downscale": 0.5, "min_score": 0.9, "min_face_size": 40}' \
-        --detector '{"name": "yunet", "model": "../shared/models/yunet/yunet_n_640_640.onnx", "downscale": 0.5, "min_score": 0.7, "min_face_size": 40}' \
+        --detector '{"name": "yunet", "model": "../shared/models/yunet/yunet_n_640_640.onnx",
+                     "downscale": 0.5, "min_score": 0.7, "min_face_size": 40}' \
         [--every 2] [--limit 0] [--json out.json]
 
 ``--scenes``: a folder made by ``benchmarks/stage1_real_scenes.py`` (``truth.json`` and the clips;

@@ -96,8 +96,10 @@ def main(argv=None) -> int:
         print(f"wav2vec2 base, one per forward:  {total_s / dt:8.1f} utterance-seconds of audio per second")
         batches = length_batches(waves, args.batch_seconds)
         dt = _time(lambda: [w2v.extract_batch([waves[i] for i in b]) for b in batches])
-        print(f"wav2vec2 base, sorted batches ({args.batch_seconds:g} s): {total_s / dt:5.1f} utterance-seconds of audio "
-              f"per second ({len(batches)} forwards for {n_utt} utterances)")
+        print(
+            f"wav2vec2 base, sorted batches ({args.batch_seconds:g} s): {total_s / dt:5.1f} utterance-seconds of audio "
+            f"per second ({len(batches)} forwards for {n_utt} utterances)"
+        )
     return 0
 
 

@@ -175,8 +175,13 @@ def measure_audio(args, cuda: bool, dev: str) -> dict:
     else:  # the features stage's CPU default (batch_seconds auto = 0: one utterance per forward)
         dt = _time(lambda: [w2v.extract(w) for w in waves])
         how = "one utterance per forward"
-    return {"what": f"wav2vec2-base, {lengths.sum():.0f} s of audio, {how}", "value": round(float(lengths.sum()) / dt, 1),
-            "unit": "s of audio/s", "peak_gpu_gb": _peak_gb(cuda), "note": note}
+    return {
+        "what": f"wav2vec2-base, {lengths.sum():.0f} s of audio, {how}",
+        "value": round(float(lengths.sum()) / dt, 1),
+        "unit": "s of audio/s",
+        "peak_gpu_gb": _peak_gb(cuda),
+        "note": note,
+    }
 
 
 def measure_train(args, cuda: bool) -> list[dict]:
@@ -195,7 +200,10 @@ def measure_train(args, cuda: bool) -> list[dict]:
     tok = train_speed.make_tokenizer()
     rows = []
     size = f"text {ns.text_layers}x{ns.text_hidden}, new layers {ns.hidden}"
-    for label, b, per_utt in (("batch 1 utterance (FacialMMT)", 1, True), (f"batch {batch} dialogues (default)", batch, False)):
+    for label, b, per_utt in (
+        ("batch 1 utterance (FacialMMT)", 1, True),
+        (f"batch {batch} dialogues (default)", batch, False),
+    ):
         _peak_reset(cuda)
         r = train_speed.run(b, ns, tok, model_cfg, per_utterance=per_utt)
         rows.append({"what": f"training, {label}, {size}", "value": round(r["utt_s"], 1), "unit": "utterances/s",
@@ -221,7 +229,9 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--real-scenes", type=Path, help="1280x720 composed real scenes (made when absent)")
-    ap.add_argument("--sources", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "talking_heads")
+    ap.add_argument(
+        "--sources", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "talking_heads"
+    )
     ap.add_argument("--limit", type=int, help="stage-1 clips (default 18 on a GPU, 2 on the CPU)")
     ap.add_argument("--workers", type=int, help="stage-1 clip processes (default: every core on a GPU)")
     ap.add_argument("--det-batch", type=int, default=64, help="frames per detector call on the GPU")
@@ -243,17 +253,28 @@ def main(argv=None) -> int:
     if not cuda:
         print("NO CUDA: CPU fallback with tiny sizes and short runs -- the GPU was NOT measured", flush=True)
     rows = []
-    for name, fn in (("stage 1", lambda: [measure_stage1(args, cuda)]), ("faces", lambda: [measure_faces(args, cuda, dev)]),
-                     ("audio", lambda: [measure_audio(args, cuda, dev)]), ("training", lambda: measure_train(args, cuda))):
+    for name, fn in (
+        ("stage 1", lambda: [measure_stage1(args, cuda)]),
+        ("faces", lambda: [measure_faces(args, cuda, dev)]),
+        ("audio", lambda: [measure_audio(args, cuda, dev)]),
+        ("training", lambda: measure_train(args, cuda)),
+    ):
         t0 = time.perf_counter()
         got = fn()
         rows += got
         for r in got:
             print(f"{r['what']}: {'not measured' if r['value'] is None else r['value']} {r['unit']}  "
                   f"(peak GPU {r.get('peak_gpu_gb')} GiB; {r['note']}) [{time.perf_counter() - t0:.0f} s]", flush=True)
-    report = {"benchmark": "benchmarks/gpu_report.py", "cuda": cuda, "device": device, "cores": os.cpu_count(),
-              "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "gpu_measured": cuda, "rows": rows}
+    report = {
+        "benchmark": "benchmarks/gpu_report.py",
+        "cuda": cuda,
+        "device": device,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "gpu_measured": cuda,
+        "rows": rows,
+    }
     text = markdown(report)
     print(text)
     if args.md:

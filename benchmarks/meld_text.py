@@ -42,7 +42,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="checkpoint folder (default: a temp folder)")
     ap.add_argument("--json", type=Path, help="also write the test metrics here")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     if not (args.csv_dir / "train_sent_emo.csv").is_file():
         print(f"no MELD CSVs in {args.csv_dir}", file=sys.stderr)
         return 2
@@ -61,7 +63,9 @@ def main(argv=None) -> int:
     logging.getLogger("stage1_face_extraction.meld").setLevel(logging.ERROR)  # text only: no clips expected
     table = build_utterance_table(DataConfig(meld_root=str(args.csv_dir), csv_dir=str(args.csv_dir)))
     tok = AutoTokenizer.from_pretrained(args.encoder, local_files_only=True)
-    max_pos = int(getattr(AutoConfig.from_pretrained(args.encoder, local_files_only=True), "max_position_embeddings", 512))
+    max_pos = int(
+        getattr(AutoConfig.from_pretrained(args.encoder, local_files_only=True), "max_position_embeddings", 512)
+    )
     dtok = DialogueTokenizer(tok, max_tokens=min(args.max_tokens, max_pos), speaker_names=True)
     if args.limit_dialogues:
         keep = table[(table["split"] != "train") | (table["dialogue_id"] < args.limit_dialogues)]
@@ -90,8 +94,12 @@ def main(argv=None) -> int:
     print("per-class F1: " + ", ".join(f"{k} {v:.1f}" for k, v in m["per_class_f1"].items()))
     print(f"wall time {wall / 60:.1f} min, torch threads {torch.get_num_threads()}")
     if args.json:
-        args.json.write_text(json.dumps({"test": m, "dev": best, "wall_s": wall, "args": {k: str(v) for k, v in vars(args).items()}},
-                                        indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"test": m, "dev": best, "wall_s": wall, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2
+            )
+            + "\n"
+        )
     return 0
 
 

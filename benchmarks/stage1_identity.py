@@ -72,7 +72,10 @@ def main(argv=None) -> int:
         pfile = args.work / "demo_params.yaml"
         args.work.mkdir(parents=True, exist_ok=True)
         pfile.write_text(yaml.safe_dump(params, sort_keys=False))
-        if not (corpus / "truth.json").is_file() and make_demo.main(["--params", str(pfile), "--out", str(corpus)]) != 0:
+        if (
+            not (corpus / "truth.json").is_file()
+            and make_demo.main(["--params", str(pfile), "--out", str(corpus)]) != 0
+        ):
             return 2
     if not (corpus / "truth.json").is_file():
         print(f"no demo corpus at {corpus} (run `dvc repro make_demo` first)", file=sys.stderr)

@@ -169,7 +169,9 @@ def analyse(samples: list, n: int, wall: float, per_pid: list[dict[int, int]] | 
             by_process["pool workers (sum)"] = [
                 round(sum(v for p, v in per_pid[i].items() if p in worker_pids) / 2**20, 1) for i in (i10, i50, i100)]
     steady = done >= 0.10 * n
-    slope = float(np.polyfit(done[steady], rss[steady], 1)[0] * 100) if steady.sum() > 2 and np.ptp(done[steady]) else 0.0
+    slope = (
+        float(np.polyfit(done[steady], rss[steady], 1)[0] * 100) if steady.sum() > 2 and np.ptp(done[steady]) else 0.0
+    )
     return {
         "clips": n, "wall_s": round(wall, 1), "clips_per_s": round(n / wall, 3),
         "clips_per_s_10_to_100": round(0.9 * n / max(t100 - t10, 1e-9), 3),

@@ -41,7 +41,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stage1_face_extraction.composer import SceneConfig, compose_scenes, load_sources, same_person_groups, save_box_cache
+from stage1_face_extraction.composer import (
+    SceneConfig,
+    compose_scenes,
+    load_sources,
+    same_person_groups,
+    save_box_cache,
+)
 from stage1_face_extraction.executors import ClipJob, ClipRunner
 from stage1_face_extraction.identity import create_embedder
 from stage1_face_extraction.params import from_dict, load_params
@@ -183,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sources", type=Path, default=ROOT.parent / "shared" / "data" / "talking_heads")
     ap.add_argument("--scenes", type=Path, required=True, help="folder of the composed scenes (made when absent)")
-    ap.add_argument("--box-cache", type=Path, help="JSON of the sources' face boxes (default: SCENES/source_boxes.json)")
+    ap.add_argument(
+        "--box-cache", type=Path, help="JSON of the sources' face boxes (default: SCENES/source_boxes.json)"
+    )
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--per-type", type=int, default=7, help="clips per (scene type, listener kind)")
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dialogue-size", type=int, default=8, help="clips per group with --identity random")
     ap.add_argument("--label", help="name of this run (default: the scorer's name)")
     ap.add_argument("--json", type=Path, help="also write the report here")
-    ap.add_argument("--markdown", action="store_true", help="print README table rows")
+    ap.add_argument("--markdown", action="store_true", help="print markdown table rows (benchmarks/README.md)")
     args = ap.parse_args(argv)
     pooled_truth: dict = {"clips": {}}
     pooled_records: dict[str, dict] = {}
@@ -217,11 +225,18 @@ def main(argv: list[str] | None = None) -> int:
         prefix = f"seed{sub.seed}:" if args.seeds else ""
         pooled_truth["clips"].update({prefix + k: c for k, c in truth["clips"].items()})
         pooled_records.update({prefix + k: r for k, r in records.items()})
-        speed = {**sp, "video_s": speed.get("video_s", 0.0) + sp["video_s"], "wall_s": speed.get("wall_s", 0.0) + sp["wall_s"]}
+        speed = {
+            **sp,
+            "video_s": speed.get("video_s", 0.0) + sp["video_s"],
+            "wall_s": speed.get("wall_s", 0.0) + sp["wall_s"],
+        }
         if args.seeds:
             q, t = per_seed[sub.seed]["quiet"], per_seed[sub.seed]["talking"]
-            print(f"seed {sub.seed}: quiet {q.precision:.3f} / {q.recall:.3f} / {q.coverage:.3f} {q.false_picks}/{q.listener_alone}, "
-                  f"talking {t.precision:.3f} / {t.recall:.3f} / {t.coverage:.3f} {t.false_picks}/{t.listener_alone}")
+            print(
+                f"seed {sub.seed}: quiet {q.precision:.3f} / {q.recall:.3f} / {q.coverage:.3f} "
+                f"{q.false_picks}/{q.listener_alone}, "
+                f"talking {t.precision:.3f} / {t.recall:.3f} / {t.coverage:.3f} {t.false_picks}/{t.listener_alone}"
+            )
     speed["realtime_x"] = speed["video_s"] / max(speed["wall_s"], 1e-9)
     groups = score_scenes(pooled_records, pooled_truth)
     sets = f"seeds {','.join(map(str, args.seeds))} pooled" if args.seeds else f"seed {args.seed}"
@@ -234,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {speed['label']} | {name} | {g.precision:.3f} | {g.recall:.3f} | {g.coverage:.3f} | "
                   f"{g.false_picks}/{g.listener_alone} | {speed['realtime_x']:.2f}x |")
     if args.json:
-        report = {"speed": speed, "size": [args.width, args.height], "groups": {k: v.as_dict() for k, v in groups.items()}}
+        report = {
+            "speed": speed,
+            "size": [args.width, args.height],
+            "groups": {k: v.as_dict() for k, v in groups.items()},
+        }
         if args.seeds:
             report["seeds"] = {str(s): {k: v.as_dict() for k, v in g.items()} for s, g in per_seed.items()}
         args.json.write_text(json.dumps(report, indent=2) + "\n")

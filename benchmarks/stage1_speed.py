@@ -2,7 +2,8 @@
 
     python benchmarks/stage1_speed.py --clips data/demo/MELD.Raw/train_splits --limit 20 [--workers 2]
     python benchmarks/stage1_speed.py --real-scenes /tmp/speed720 --width 1280 --height 720 --limit 20 \
-        --asd '{"name": "av_sync"}' --asd '{"name": "light_asd", "checkpoint": "../shared/models/light_asd/finetuning_TalkSet.model"}'
+        --asd '{"name": "av_sync"}' \
+        --asd '{"name": "light_asd", "checkpoint": "../shared/models/light_asd/finetuning_TalkSet.model"}'
     python benchmarks/stage1_speed.py --stage --real-scenes /tmp/speed720 --width 1280 --height 720 --limit 18 \
         --json benchmarks/results/stage1_speed_cpu2.json
 
@@ -68,7 +69,9 @@ def main(argv=None) -> int:
                     "with --stage runtime.stage1.workers")
     ap.add_argument("--device", help="override stage1.detector.device (cpu, cuda)")
     ap.add_argument("--real-scenes", type=Path, help="folder of composed real scenes (made when absent)")
-    ap.add_argument("--sources", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "talking_heads")
+    ap.add_argument(
+        "--sources", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "talking_heads"
+    )
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--seed", type=int, default=1)
@@ -86,7 +89,9 @@ def main(argv=None) -> int:
     truth = None
     if args.real_scenes:
         clips, truth = real_scene_clips(args)
-        clips = [clips[i] for i in sorted({round(k * len(clips) / args.limit) for k in range(args.limit)} & set(range(len(clips))))]  # spread over the scene types
+        # spread over the scene types
+        spread = {round(k * len(clips) / args.limit) for k in range(args.limit)} & set(range(len(clips)))
+        clips = [clips[i] for i in sorted(spread)]
     else:
         clips = sorted(args.clips.glob("*.mp4"))[: args.limit]
     if not clips:
@@ -133,7 +138,9 @@ def real_scene_clips(args: argparse.Namespace) -> tuple[list[Path], dict]:
 
     if not (args.real_scenes / "truth.json").is_file():
         if not args.sources.is_dir():
-            raise SystemExit(f"source clips not found: {args.sources} (real talking heads, ../shared/data/talking_heads)")
+            raise SystemExit(
+                f"source clips not found: {args.sources} (real talking heads, ../shared/data/talking_heads)"
+            )
         cfg = SceneConfig(seed=args.seed, width=args.width, height=args.height, per_type=max(1, args.limit // 9 + 1))
         compose_scenes(load_sources(args.sources, sample_rate=cfg.sample_rate), args.real_scenes, cfg)
     truth = json.loads((args.real_scenes / "truth.json").read_text())
@@ -164,9 +171,15 @@ def time_stage1(cfg: Stage1Config, clips: list[Path], workers: int) -> dict:
         results = [r for _, r in tqdm(run_jobs(cfg, [ClipJob(str(c)) for c in clips], workers), total=len(clips),
                                       desc="stage 1 (pipeline)", unit="clip")]
         wall = time.perf_counter() - t0  # includes worker start-up (model load per worker)
-    return {"mode": "pipeline", "workers": workers, "torch_threads": torch.get_num_threads() if workers <= 1 else
-            cfg.torch_threads, "wall_s": round(wall, 2), "config": {**_config(cfg), "identity": "none", "embedder": None},
-            "statuses": _statuses(r.record for r in results), "profile": profile_of([r.record for r in results])}
+    return {
+        "mode": "pipeline",
+        "workers": workers,
+        "torch_threads": torch.get_num_threads() if workers <= 1 else cfg.torch_threads,
+        "wall_s": round(wall, 2),
+        "config": {**_config(cfg), "identity": "none", "embedder": None},
+        "statuses": _statuses(r.record for r in results),
+        "profile": profile_of([r.record for r in results]),
+    }
 
 
 def stage_table(clips: list[Path], truth: dict | None):
@@ -262,7 +275,9 @@ def report(run: dict, n_frames: int, decode_s: float) -> None:
     print("PROFILE (seconds summed over clips; share of their sum; seconds per second of video):")
     for k, v in prof.items():
         print(f"  {k.removesuffix('_s'):<9} {v:8.2f} s  {100 * v / total:5.1f} %  {v / video_s:6.3f}")
-    print(f"  {'sum':<9} {total:8.2f} s  100.0 %  {total / video_s:6.3f}   (wall {wall:.2f} s, {run['workers']} workers)")
+    print(
+        f"  {'sum':<9} {total:8.2f} s  100.0 %  {total / video_s:6.3f}   (wall {wall:.2f} s, {run['workers']} workers)"
+    )
 
 
 def markdown(data: dict) -> str:
@@ -276,9 +291,12 @@ def markdown(data: dict) -> str:
         lines.append(
             f"| {r['mode']} | {r['width']}x{r['height']} | {r['config']['detector']['name']} | {r['workers']} | "
             f"{r['clips']} ({r['video_s']:.0f} s) | **{r['realtime_x']:.2f}x** | "
-            + " | ".join(f"{100 * r['profile'].get(k, 0.0) / total:.0f} % ({r['profile'].get(k, 0.0) / r['video_s']:.3f})"
-                         for k in steps)
-            + f" | {r.get('date', '?')}, {r.get('load_avg', ['?'])[0]} |")
+            + " | ".join(
+                f"{100 * r['profile'].get(k, 0.0) / total:.0f} % ({r['profile'].get(k, 0.0) / r['video_s']:.3f})"
+                for k in steps
+            )
+            + f" | {r.get('date', '?')}, {r.get('load_avg', ['?'])[0]} |"
+        )
     return "\n".join(lines)
 
 
@@ -292,8 +310,14 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "python": platform.python_version(), "torch": torch.__version__, "os": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "os": platform.platform(),
+    }
 
 
 def _same(run: dict) -> tuple:

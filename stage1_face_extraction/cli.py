@@ -1,6 +1,6 @@
-"""``facialmmt-faces``: the speaker's face sequence of any video.
+"""``facialmmt faces``: the speaker's face sequence of any video.
 
-    facialmmt-faces VIDEO... --out DIR [--speaker NAME [--reference IMAGE_OR_DIR]] [--preview] [--params params.yaml]
+    facialmmt faces VIDEO... --out DIR [--speaker NAME [--reference IMAGE_OR_DIR]] [--preview] [--params params.yaml]
 
 ``--reference`` names the face tracks from reference photos (the ``stage1.identity.embedder``,
 dlib ResNet by default): one image or a folder of images of ``--speaker`` (required then), or a
@@ -66,7 +66,7 @@ def video_key(path: Path, taken: set[str]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="facialmmt-faces", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt faces", description=__doc__.split("\n\n")[0])
     ap.add_argument("videos", nargs="+", type=Path, help="video files")
     ap.add_argument("--out", required=True, type=Path, help="output folder")
     ap.add_argument("--speaker", help="name of the expected speaker (recorded in the manifest)")
@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference photo(s) of --speaker, or a folder of NAME/ sub-folders of photos",
     )
     ap.add_argument("--preview", action="store_true", help="also write an annotated MP4 per video")
-    ap.add_argument("--params", type=Path, help="params.yaml whose `stage1` section to use (default: built-in defaults)")
+    ap.add_argument(
+        "--params", type=Path, help="params.yaml whose `stage1` section to use (default: built-in defaults)"
+    )
     ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return ap
 
@@ -101,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             layout = reference_layout(args.reference)
             if layout != "named_folders" and not args.speaker:
-                log.error("--reference %s is a single person's photo(s): give their name with --speaker", args.reference)
+                log.error(
+                    "--reference %s is a single person's photo(s): give their name with --speaker", args.reference
+                )
                 return 2
             embedder = pipe.identity_embedder or cfg.identity.create_embedder()
             references = load_references(args.reference, name=args.speaker, embedder=embedder)
@@ -120,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     taken: set[str] = set()
     keys = [video_key(v, taken) for v in args.videos]
     records = []
-    with FaceShardWriter(args.out, utts_per_shard=cfg.utts_per_shard, jpeg_quality=cfg.jpeg_quality, plan=sorted(keys)) as writer, \
-            ManifestAppender(args.out / "manifest.jsonl") as manifest:
+    with (
+        FaceShardWriter(
+            args.out, utts_per_shard=cfg.utts_per_shard, jpeg_quality=cfg.jpeg_quality, plan=sorted(keys)
+        ) as writer,
+        ManifestAppender(args.out / "manifest.jsonl") as manifest,
+    ):
         for video, key in tqdm(list(zip(args.videos, keys)), desc="videos", unit="clip", disable=args.quiet):
             try:
                 res = pipe.process(video, utt_id=key, speaker=args.speaker, clip=str(video), references=references)

@@ -40,7 +40,9 @@ def check_limit(limit: float | None) -> float | None:
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0:
-        raise ValueError(f"stage1.max_clip_seconds must be null, 0 (no limit) or a number of seconds > 0, got {limit!r}")
+        raise ValueError(
+            f"stage1.max_clip_seconds must be null, 0 (no limit) or a number of seconds > 0, got {limit!r}"
+        )
     return float(limit) if limit > 0 else None
 
 

@@ -155,8 +155,11 @@ class SourceClip:
     def boxes_state(self) -> dict[str, Any]:
         """The detected boxes so far, JSON-ready (:func:`save_box_cache`)."""
         return {
-            "size": list(self.size), "frames": len(self.frames),
-            "boxes": {str(k): None if v is None else [round(float(x), 2) for x in v] for k, v in sorted(self._boxes.items())},
+            "size": list(self.size),
+            "frames": len(self.frames),
+            "boxes": {
+                str(k): None if v is None else [round(float(x), 2) for x in v] for k, v in sorted(self._boxes.items())
+            },
         }
 
     @property
@@ -253,7 +256,9 @@ def same_person_groups(sources: list[SourceClip], embedder: Any, max_distance: f
         for j in range(i + 1, len(sources)):
             d = float(np.linalg.norm(means[i] - means[j]))
             if d <= thr:
-                logger.info("%s and %s look like one person (embedding distance %.2f)", sources[i].name, sources[j].name, d)
+                logger.info(
+                    "%s and %s look like one person (embedding distance %.2f)", sources[i].name, sources[j].name, d
+                )
                 parent[root(j)] = root(i)
     groups: dict[int, list[str]] = {}
     for i, s in enumerate(sources):
@@ -273,7 +278,9 @@ def _background(rng: np.random.Generator, width: int, height: int, margin: int) 
     img = getattr(data, name)()
     h, w = height + 2 * margin, width + 2 * margin
     scale = max(h / img.shape[0], w / img.shape[1])
-    img = cv2.resize(img, (math.ceil(img.shape[1] * scale), math.ceil(img.shape[0] * scale)), interpolation=cv2.INTER_LINEAR)
+    img = cv2.resize(
+        img, (math.ceil(img.shape[1] * scale), math.ceil(img.shape[0] * scale)), interpolation=cv2.INTER_LINEAR
+    )
     y0 = int(rng.integers(0, img.shape[0] - h + 1))
     x0 = int(rng.integers(0, img.shape[1] - w + 1))
     img = img[y0 : y0 + h, x0 : x0 + w]
@@ -372,7 +379,11 @@ def plan_scenes(sources: list[SourceClip], cfg: SceneConfig) -> list[ScenePlan]:
                 # listener: another person's clip (sources of the speaker's own person excluded)
                 others = [j % n for j in range(spk + 1, spk + n) if person[j % n] != person[spk]]
                 lis = None if stype == "alone" else others[int(rng.integers(len(others)))]
-                longest = sources[spk].duration if lis is None or kind == "quiet" else min(sources[spk].duration, sources[lis].duration)
+                longest = (
+                    sources[spk].duration
+                    if lis is None or kind == "quiet"
+                    else min(sources[spk].duration, sources[lis].duration)
+                )
                 dur = float(min(rng.uniform(cfg.duration_min_s, cfg.duration_max_s), longest - 0.1))
                 start = float(rng.uniform(0.0, max(sources[spk].duration - dur - 0.05, 0.0)))
                 if lis is None:
@@ -383,7 +394,9 @@ def plan_scenes(sources: list[SourceClip], cfg: SceneConfig) -> list[ScenePlan]:
                     lstart = float(rng.uniform(0.0, sources[lis].duration - 0.05))
                 cut = float(rng.uniform(0.4, 0.6)) if stype == "cut_to_listener" else None
                 name = stype if kind is None else f"{stype}-{kind}"
-                plans.append(ScenePlan(f"{name}-{k:02d}", stype, kind, spk, lis, dur, start, lstart, cut, (cfg.seed, ti, ki, k)))
+                plans.append(
+                    ScenePlan(f"{name}-{k:02d}", stype, kind, spk, lis, dur, start, lstart, cut, (cfg.seed, ti, ki, k))
+                )
     return plans
 
 

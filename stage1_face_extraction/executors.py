@@ -458,7 +458,9 @@ class _RayActors(_Backend):
         rc = cfg.ray
         self._started = False
         if ray.is_initialized():
-            log.info("runtime.stage1.executor ray: using this process's Ray session (runtime.stage1.ray.address not used)")
+            log.info(
+                "runtime.stage1.executor ray: using this process's Ray session (runtime.stage1.ray.address not used)"
+            )
         else:
             ray.init(address=rc.address)
             self._started = True
@@ -637,7 +639,9 @@ class ClipRunner:
             yield job, finished(job, fut)
 
 
-def run_jobs(cfg: Stage1Config, jobs: Iterable[ClipJob], workers: int | None = None) -> Iterator[tuple[ClipJob, ClipResult]]:
+def run_jobs(
+    cfg: Stage1Config, jobs: Iterable[ClipJob], workers: int | None = None
+) -> Iterator[tuple[ClipJob, ClipResult]]:
     """Yield ``(job, result)`` in job order; ``workers`` <= 1 runs in this process."""
     with ClipRunner(cfg, workers) as runner:
         yield from runner.map(jobs)

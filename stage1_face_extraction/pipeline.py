@@ -47,10 +47,10 @@ from stage1_face_extraction.clock import ClipClock, check_limit
 from stage1_face_extraction.detectors import create_detector
 from stage1_face_extraction.identity.base import l2_normalize
 from stage1_face_extraction.identity.group import IdentityConfig, TrackFace, identify_group
-from stage1_face_extraction.select import SelectConfig, select_speaker, track_evidence
+from stage1_face_extraction.records import Detections, Track
+from stage1_face_extraction.selection import SelectConfig, select_speaker, track_evidence
 from stage1_face_extraction.shots import ShotConfig, shot_stream
 from stage1_face_extraction.tracking import TrackerConfig, track_faces
-from stage1_face_extraction.types import Detections, Track
 from stage1_face_extraction.video import DecodeError, NoAudioError, iter_frames, probe, read_audio
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,9 @@ class Stage1Config:
             raise ValueError(f"runtime.stage1.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if isinstance(self.worker_max_tasks, bool) or not isinstance(self.worker_max_tasks, int) \
                 or self.worker_max_tasks < 0:
-            raise ValueError(f"runtime.stage1.worker_max_tasks must be an integer >= 0 (0: never), got {self.worker_max_tasks!r}")
+            raise ValueError(
+                f"runtime.stage1.worker_max_tasks must be an integer >= 0 (0: never), got {self.worker_max_tasks!r}"
+            )
         self.max_clip_seconds = check_limit(self.max_clip_seconds)
         if self.max_frames < 1 or self.face_size < 16:
             raise ValueError("stage1.max_frames must be >= 1 and face_size >= 16")
@@ -209,14 +211,8 @@ class FacePipeline:
 
     # --------------------------------------------------------------------------------- passes
 
-    def _detect_pass(self, path: str,
-                     clock: ClipClock | None = None) -> tuple[list[Detections | None], np.ndarray, np.ndarray]:
-        """Pass 1. Returns per-frame detections (None where not run), times (n,), shot ids (n,).
-
-        ``clock``: the clip's deadline and step timings (None: a fresh clock without a limit, as the
-        benchmarks that run the passes one by one use it); the same for the other passes.
-        """
-        clock = clock or ClipClock()
+    def _detect_pass(self, path: str, clock: ClipClock) -> tuple[list[Detections | None], np.ndarray, np.ndarray]:
+        """Pass 1. Returns per-frame detections (None where not run), times (n,), shot ids (n,)."""
         dets: list[Detections | None] = []
         times: list[float] = []
         shot_ids: list[int] = []
@@ -259,7 +255,7 @@ class FacePipeline:
         flush()
         return dets, np.asarray(times, np.float64), np.asarray(shot_ids, np.int64)
 
-    def _patch_pass(self, path: str, tracks: list[Track], clock: ClipClock | None = None,
+    def _patch_pass(self, path: str, tracks: list[Track], clock: ClipClock,
                     id_frames: int = 0) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
         """Pass 2. ASD patches per track row and an appearance descriptor per track.
 
@@ -267,7 +263,6 @@ class FacePipeline:
         rows of every track of at least ``select.min_track_frames`` rows are kept in
         ``track.extra["id_samples"]`` for :meth:`_embed_tracks`.
         """
-        clock = clock or ClipClock()
         spec = self.scorer.input_spec
         active: dict[int, list[Track]] = {}
         for t in tracks:
@@ -328,10 +323,10 @@ class FacePipeline:
             out[tid] = (l2_normalize(m)[0], thumb)
         return out
 
-    def _crop_pass(self, path: str, tracks: dict[int, Track], picked: list[tuple[int, int]],
-                   clock: ClipClock | None = None) -> np.ndarray:
+    def _crop_pass(
+        self, path: str, tracks: dict[int, Track], picked: list[tuple[int, int]], clock: ClipClock
+    ) -> np.ndarray:
         """Pass 3. Aligned crops (N, S, S, 3) for the picked (track, frame) pairs, in order."""
-        clock = clock or ClipClock()
         want = {f: tid for tid, f in picked}
         crops: dict[int, np.ndarray] = {}
         last = max(want)
@@ -344,7 +339,9 @@ class FacePipeline:
             t = tracks[tid]
             r = fr.index - t.start
             lm = t.landmarks[r] if t.landmarks is not None else None
-            crops[fr.index] = align_face(fr.image, lm, t.boxes[r], size=self.cfg.face_size, margin=self.cfg.align_margin)
+            crops[fr.index] = align_face(
+                fr.image, lm, t.boxes[r], size=self.cfg.face_size, margin=self.cfg.align_margin
+            )
         return np.stack([crops[f] for _, f in picked]) if crops else _empty_crops(self.cfg.face_size)
 
     # ------------------------------------------------------------------------------------ API
@@ -420,13 +417,15 @@ class FacePipeline:
         a.elapsed_s = clock.elapsed()
         return a
 
-    def finish(self, a: ClipAnalysis, identities: dict[int, tuple[str | None, float | None, int]] | None = None) -> ClipResult:
+    def finish(
+        self, a: ClipAnalysis, identities: dict[int, tuple[str | None, float | None, int]] | None = None
+    ) -> ClipResult:
         """Selection and pass 3 (crops) for an analysed clip.
 
         ``identities``: ``{track_id: (name, confidence, cluster)}`` from the identity step
         (:meth:`GroupIdentity.of`), or None without one. With it, tracks carry ``identity`` /
         ``identity_score`` / ``cluster`` in the manifest, and only the tracks named as the clip's
-        speaker are eligible when any is (``select.py``, rule 3).
+        speaker are eligible when any is (``selection.py``, rule 3).
         """
         rec = a.record
         size = self.cfg.face_size
@@ -506,5 +505,7 @@ class FacePipeline:
         if not references:
             return self.finish(a)
         key = str(utt_id or path)
-        gi = identify_group(key, a.faces, {key: speaker}, self.cfg.identity, self.identity_embedder.distance_threshold, references)
+        gi = identify_group(
+            key, a.faces, {key: speaker}, self.cfg.identity, self.identity_embedder.distance_threshold, references
+        )
         return self.finish(a, gi.of(key))

@@ -44,7 +44,9 @@ def annotate(image: np.ndarray, result: ClipResult, frame: int) -> np.ndarray:
         label = f"#{t.track_id} {s:.2f}" + (f" {t.identity}" if t.identity else "")
         cv2.putText(out, label, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
     status = result.record.get("status", "")
-    cv2.putText(out, f"frame {frame}  {status}", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        out, f"frame {frame}  {status}", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA
+    )
     if frame in picked:
         cv2.circle(out, (out.shape[1] - 16, 16), 7, SELECTED_FRAME, -1)
     return out

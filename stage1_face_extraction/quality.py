@@ -70,7 +70,10 @@ def score_manifest(records: dict[str, dict], truth: dict, max_frames: int = 160,
             need += min(n_vis, max_frames)
             matched += good
         if good < n_sel or (n_vis and n_sel == 0):
-            failures.append(f"{key} ({clip.get('shot_plan')}): {status}, {good}/{n_sel} crops right, speaker visible in {n_vis} frames")
+            failures.append(
+                f"{key} ({clip.get('shot_plan')}): {status}, {good}/{n_sel} crops right, "
+                f"speaker visible in {n_vis} frames"
+            )
     return QualityReport(
         precision=correct / crops if crops else 0.0,
         recall=matched / need if need else 0.0,
@@ -113,10 +116,17 @@ class IdentityQuality:
         return self.pure_tracks / self.tracks if self.tracks else 0.0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "accuracy": self.accuracy, "naming_precision": self.naming_precision, "purity": self.purity}
+        return {
+            **asdict(self),
+            "accuracy": self.accuracy,
+            "naming_precision": self.naming_precision,
+            "purity": self.purity,
+        }
 
 
-def score_identities(records: dict[str, dict], identities: dict[str, dict], truth: dict, iou_min: float = 0.5) -> IdentityQuality:
+def score_identities(
+    records: dict[str, dict], identities: dict[str, dict], truth: dict, iou_min: float = 0.5
+) -> IdentityQuality:
     """Score clusters and names against the truth.
 
     ``records``: truth clip key (``<split>/<utt_id>``) -> manifest record (tracks with ``cluster``,
@@ -201,7 +211,9 @@ def scene_group(clip: dict) -> str:
     return "talking" if clip.get("listener_kind") == "talking" else "quiet"
 
 
-def score_scenes(records: dict[str, dict], truth: dict, max_frames: int = 160, iou_min: float = 0.5) -> dict[str, SceneGroupReport]:
+def score_scenes(
+    records: dict[str, dict], truth: dict, max_frames: int = 160, iou_min: float = 0.5
+) -> dict[str, SceneGroupReport]:
     """Score a real-scene benchmark (``composer.compose_scenes``) per group.
 
     Groups: ``all``, ``quiet``, ``talking`` (:func:`scene_group`) and ``<shot_plan>/<listener_kind>``
@@ -220,7 +232,9 @@ def score_scenes(records: dict[str, dict], truth: dict, max_frames: int = 160, i
             continue
         sub = {"clips": {k: truth["clips"][k] for k in keys}}
         rep = score_manifest(records, sub, max_frames, iou_min)
-        alone = [k for k in keys if not any(face["speaker"] for f in truth["clips"][k]["frames"] for face in f["faces"])]
+        alone = [
+            k for k in keys if not any(face["speaker"] for f in truth["clips"][k]["frames"] for face in f["faces"])
+        ]
         false = sum(bool((records.get(k) or {}).get("frames")) for k in alone)
         out[name] = SceneGroupReport(
             clips=len(keys), precision=rep.precision, recall=rep.recall, coverage=rep.coverage, crops=rep.crops,

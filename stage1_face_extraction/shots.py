@@ -43,7 +43,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from .types import Frame
+from .records import Frame
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,9 @@ class ShotDetector:
         elif overrides:
             raise TypeError("pass either cfg or keyword overrides, not both")
         if cfg.method != "internal":
-            raise ValueError(f"ShotDetector is the internal method; shots.method {cfg.method!r} runs through shot_stream()")
+            raise ValueError(
+                f"ShotDetector is the internal method; shots.method {cfg.method!r} runs through shot_stream()"
+            )
         self.cfg = cfg
         self.reset()
 

@@ -60,7 +60,11 @@ _UTT_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 #: no_audio; ``error``: the processing itself raised (a bug, an exhausted resource), with the
 #: exception in ``reason``; a rerun retries such clips.
 STATUSES = ("ok", "no_face", "no_speaker", "no_audio", "decode_error", "missing", "error")
-NO_FRAMES = ("missing", "decode_error", "error")  # the statuses of clips with no frames and no tracks (nothing to preview)
+NO_FRAMES = (
+    "missing",
+    "decode_error",
+    "error",
+)  # the statuses of clips with no frames and no tracks (nothing to preview)
 TOP_KEYS = ("clip", "utt_id", "status", "fps", "n_frames", "frames", "tracks")
 FRAME_KEYS = ("frame", "t", "box", "det_score", "speaking", "track")
 
@@ -244,7 +248,9 @@ class FaceShardWriter:
         again). Returns every utterance to add again: ``utt_ids`` and their shard-mates. Used to
         retry clips whose processing failed (manifest status ``error``)."""
         if self._plan is None:
-            raise RuntimeError("FaceShardWriter.redo needs a writer with a plan (shards are rewritten under their names)")
+            raise RuntimeError(
+                "FaceShardWriter.redo needs a writer with a plan (shards are rewritten under their names)"
+            )
         shards = {self._index[u]["shard"] for u in utt_ids if u in self._index}
         if not shards:
             return set()

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .types import Detections, Track
+from .records import Detections, Track
 
 logger = logging.getLogger(__name__)
 

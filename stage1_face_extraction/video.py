@@ -42,7 +42,7 @@ import av
 import numpy as np
 
 from . import bitexact
-from .types import Frame, VideoInfo
+from .records import Frame, VideoInfo
 
 logger = logging.getLogger(__name__)
 

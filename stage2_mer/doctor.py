@@ -98,10 +98,11 @@ def stage1_benchmark_run(path: Path, width: int, height: int, detector: str | No
     return min(runs, key=lambda r: abs(math.log(r["width"] * r["height"] / (width * height))))
 
 
-#: Fallback (no :data:`STAGE1_BENCHMARK`): stage 1 measured per part (``timings.jsonl`` of ``make demo``: 75 clips, 222 s of 640x360
-#: video at 23.976 fps, mtcnn with stride 2 and downscale 0.5, av_sync + silero, dlib identity,
-#: 2 workers on 2 cores: 3.28 s of worker time per 2.96 s clip); the parts marked ``pixels`` are
-#: scaled by the clips' pixel count over 640x360 (MELD's 1280x720: x4).
+#: Fallback (no :data:`STAGE1_BENCHMARK`): stage 1 measured per part (``timings.jsonl`` of
+#: ``make demo``: 75 clips, 222 s of 640x360 video at 23.976 fps, mtcnn with stride 2 and downscale
+#: 0.5, av_sync + silero, dlib identity, 2 workers on 2 cores: 3.28 s of worker time per 2.96 s
+#: clip); the parts marked ``pixels`` are scaled by the clips' pixel count over 640x360 (MELD's
+#: 1280x720: x4).
 STAGE1_PARTS: dict[str, tuple[float, bool]] = {  # part: (s of worker time per s of video, scales with pixels)
     "decode_detect": (0.678, True),
     "asd": (0.169, True),  # second decode pass, mouth patches, correlation, silero VAD
@@ -117,20 +118,30 @@ BYTES_PER_CROP = 8_100 + 190
 BYTES_PER_SHEET = 2_400_000
 
 RATES: dict[str, Rate] = {
-    "stage1.gpu_detect": Rate(1.0, "x", 2.0, "guess: MTCNN on the GPU halves decode+detect (decoding stays on the CPU)"),
+    "stage1.gpu_detect": Rate(
+        1.0, "x", 2.0, "guess: MTCNN on the GPU halves decode+detect (decoding stays on the CPU)"
+    ),
     "features.inception_resnet_v1": Rate(25.9, "faces/s", 40.0, "benchmarks/features_speed.py, batch 32, 2 cores"),
     "features.timm": Rate(25.9, "faces/s", 40.0, "not measured: taken as inception_resnet_v1"),
     "features.arcface_onnx": Rate(25.9, "faces/s", 20.0, "not measured: taken as inception_resnet_v1"),
     "features.dlib_resnet": Rate(10.0, "faces/s", None, "params.yaml: ~0.1 s per face with dlib (CPU only)"),
-    "features.wav2vec2": Rate(6.2, "s of audio/s", 50.0,
-                              "benchmarks/features_speed.py, wav2vec2-base (95 M parameters), one utterance per "
-                              "forward, 2 cores; other sizes scaled by 95 M / parameters"),
+    "features.wav2vec2": Rate(
+        6.2,
+        "s of audio/s",
+        50.0,
+        "benchmarks/features_speed.py, wav2vec2-base (95 M parameters), one utterance per "
+        "forward, 2 cores; other sizes scaled by 95 M / parameters",
+    ),
     "features.hf_audio": Rate(6.2, "s of audio/s", 50.0, "as wav2vec2 (scaled by parameters)"),
     "features.fbank": Rate(200.0, "s of audio/s", None, "not recorded: clip decoding dominates (guess)"),
-    "train.text": Rate(16.6, "utterances/s", 30.0,
-                       "environment.md: fine-tuning all-MiniLM-L6-v2 (22.7 M parameters) on MELD took ~10 min "
-                       "per epoch of 9,989 utterances on 2 cores; scaled by 22.7 M / encoder parameters; "
-                       "evaluation (forward only) taken as 3x faster"),
+    "train.text": Rate(
+        16.6,
+        "utterances/s",
+        30.0,
+        "environment.md: fine-tuning all-MiniLM-L6-v2 (22.7 M parameters) on MELD took ~10 min "
+        "per epoch of 9,989 utterances on 2 cores; scaled by 22.7 M / encoder parameters; "
+        "evaluation (forward only) taken as 3x faster",
+    ),
     "train.fer_forward": Rate(12.0, "faces/s", 50.0, "environment.md: Swin-Tiny forward, batch 16 at 224 in 1.33 s"),
     "train.fer_step": Rate(3.6, "faces/s", 50.0, "environment.md: Swin-Tiny train step, batch 16 at 224 in 4.42 s"),
 }
@@ -416,7 +427,7 @@ class Doctor:
                          "generates it at the start of `dvc repro`")
                 return self._demo_workload(demo)
             self.add(FAIL, "data.meld_root", f"{self.show(data.meld_root)} does not exist",
-                     "point data.meld_root at your MELD.Raw folder (README: Running on real MELD)")
+                     "point data.meld_root at your MELD.Raw folder (docs/real-meld.md)")
             return self._meld_workload()
         from stage1_face_extraction.meld import MeldFormatError, read_split_csv
 
@@ -437,8 +448,12 @@ class Doctor:
             clips = root / spec.clips
             expected = [f"{r['utt_id']}{data.clip_ext}" for r in rows]
             if not clips.is_dir():
-                self.add(FAIL, f"data {split} clips", f"{clips} does not exist ({len(rows)} clips expected by {spec.csv})",
-                         f"unpack MELD.Raw's {spec.clips}/ there, or set data.splits.{split}.clips")
+                self.add(
+                    FAIL,
+                    f"data {split} clips",
+                    f"{clips} does not exist ({len(rows)} clips expected by {spec.csv})",
+                    f"unpack MELD.Raw's {spec.clips}/ there, or set data.splits.{split}.clips",
+                )
                 continue
             present = set(os.listdir(clips))
             have = [e for e in expected if e in present]
@@ -549,7 +564,9 @@ class Doctor:
             try:
                 self.add(OK, key, f"av_sync: silero-vad {silero_model_path(f'silero_vad.{backend}')}")
             except FileNotFoundError as exc:
-                self.add(FAIL, key, str(exc), "pip install silero-vad (requirements/stack.txt), or stage1.asd.vad: energy")
+                self.add(
+                    FAIL, key, str(exc), "pip install silero-vad (requirements/stack.txt), or stage1.asd.vad: energy"
+                )
         else:
             self._generic(key, asd["name"], asd)
         ident = cfg.identity
@@ -812,7 +829,7 @@ class Doctor:
                      + ("" if self.is_demo else "; on real MELD it leaks MELD labels into the model and train "
                         "refuses it"),
                      "" if self.is_demo else "for FacialMMT's auxiliary task point train's --affwild2 (dvc.yaml) "
-                     "at a real Aff-Wild2 folder (README: Running on real MELD), or set train.aux_ratio: 0")
+                     "at a real Aff-Wild2 folder (docs/real-meld.md), or set train.aux_ratio: 0")
             return
 
         cfg = AffWild2Config(root=str(self.path(value)))
@@ -871,14 +888,19 @@ class Doctor:
             ray = stage1.ray
             if importlib.util.find_spec("ray") is None:
                 self.add(FAIL, "runtime.stage1.executor", "ray, but Ray is not installed",
-                         "pip install 'ray[default]' (README: Scale-out), or runtime.stage1.executor: local")
+                         "pip install 'ray[default]' (docs/scale-out.md), or runtime.stage1.executor: local")
             else:
                 self.add(OK, "runtime.stage1.executor", f"ray: address {ray.address or '$RAY_ADDRESS / this machine'}, "
                          f"actors {ray.actors or 'as many as the cluster holds'}")
             self.add(OK, "cpu", msg)
         elif stage1 is not None and stage1.workers * stage1.torch_threads > cores:
-            self.add(WARN, "cpu", f"{msg}; runtime.stage1.workers {stage1.workers} x stage1.torch_threads {stage1.torch_threads} "
-                     "oversubscribes them", f"set runtime.stage1.workers: {max(1, cores // max(1, stage1.torch_threads))}")
+            self.add(
+                WARN,
+                "cpu",
+                f"{msg}; runtime.stage1.workers {stage1.workers} x stage1.torch_threads {stage1.torch_threads} "
+                "oversubscribes them",
+                f"set runtime.stage1.workers: {max(1, cores // max(1, stage1.torch_threads))}",
+            )
         else:
             self.add(OK, "cpu", msg)
 
@@ -902,9 +924,15 @@ class Doctor:
             workers = stage1.ray.actors or max(1, cores // max(1, stage1.torch_threads))
         else:
             workers = max(1, min(stage1.workers, cores))
-        rows.append(_row("extract_faces", f"{n_utt:,} clips, {fmt_duration(video_s)} of {work.width}x{work.height} video",
-                         f"{per_s:.2f} s per s of video per worker, {workers} workers ({source})",
-                         video_s * per_s / workers, "cpu" + ("+gpu" if self.cuda else "")))
+        rows.append(
+            _row(
+                "extract_faces",
+                f"{n_utt:,} clips, {fmt_duration(video_s)} of {work.width}x{work.height} video",
+                f"{per_s:.2f} s per s of video per worker, {workers} workers ({source})",
+                video_s * per_s / workers,
+                "cpu" + ("+gpu" if self.cuda else ""),
+            )
+        )
         # features
         if "visual" in feats:
             name = feats["visual"]["name"]
@@ -916,8 +944,15 @@ class Doctor:
             name = feats["audio"]["name"]
             rate = RATES.get(f"features.{name}", RATES["features.wav2vec2"])
             speed = rate.value * min(feats["audio"]["scale"], 4.0) * (rate.gpu if (gpu and rate.gpu) else 1.0)
-            rows.append(_row("features@audio", f"{fmt_duration(video_s)} of audio", f"{speed:,.1f} {rate.unit} ({name})",
-                             video_s / speed, "gpu" if gpu and rate.gpu else "cpu"))
+            rows.append(
+                _row(
+                    "features@audio",
+                    f"{fmt_duration(video_s)} of audio",
+                    f"{speed:,.1f} {rate.unit} ({name})",
+                    video_s / speed,
+                    "gpu" if gpu and rate.gpu else "cpu",
+                )
+            )
         # train + evaluate
         if train is not None:
             def g(key: str) -> float:  # a rate on the device the stage runs on
@@ -942,9 +977,17 @@ class Doctor:
             if fer_used and train.aux_ratio > 0:
                 steps = math.ceil(work.dialogues.get("train", 0) / train.batch_dialogues)
                 epoch += steps * train.aux_ratio * train.aux_batch / g("train.fer_step")
-            what = (f"{train.epochs} epochs x {n_train:,} + {n_dev:,} dev utterances" + (f", {seeds} seeds" if seeds > 1 else ""))
-            how = ", ".join(p for p in (f"text {text_params / 1e6:.0f} M params" if text_params else "",
-                                        f"FER ~{faces_per_utt:.0f} faces/utt + Aff-Wild2 steps" if fer_used else "") if p)
+            what = f"{train.epochs} epochs x {n_train:,} + {n_dev:,} dev utterances" + (
+                f", {seeds} seeds" if seeds > 1 else ""
+            )
+            how = ", ".join(
+                p
+                for p in (
+                    f"text {text_params / 1e6:.0f} M params" if text_params else "",
+                    f"FER ~{faces_per_utt:.0f} faces/utt + Aff-Wild2 steps" if fer_used else "",
+                )
+                if p
+            )
             rows.append(_row("train", what, how or "audio/visual only", epoch * train.epochs * seeds,
                              "gpu" if gpu else "cpu", "an upper bound: early stopping (patience) may end it sooner"))
             how_eval = ", ".join(p for p in (f"text {text_params / 1e6:.0f} M params" if text_params else "",
@@ -982,20 +1025,30 @@ class Doctor:
                 per_s *= 1 - share + share / gpu
             m = run.get("machine") or {}
             det = (run.get("config") or {}).get("detector", {}).get("name", "?")
-            where = (f"detector {det}, {run['workers']} workers on {m.get('cores', '?')} cores of {m.get('cpu', 'an unknown CPU')}, "
-                     f"{run.get('date', 'undated')}" + (f", {run['note']}" if run.get("note") else ""))
+            where = (
+                f"detector {det}, {run['workers']} workers on {m.get('cores', '?')} cores of "
+                f"{m.get('cpu', 'an unknown CPU')}, "
+                f"{run.get('date', 'undated')}" + (f", {run['note']}" if run.get("note") else "")
+            )
             self.facts["stage1_benchmark"] = {"file": STAGE1_BENCHMARK, "realtime_x": run["realtime_x"],
                                               "size": f"{run['width']}x{run['height']}", "workers": run["workers"],
                                               "machine": m, "date": run.get("date")}
-            self.add(OK, "stage1 speed benchmark", f"{STAGE1_BENCHMARK}: the whole stage at {run['width']}x"
-                     f"{run['height']} ran {run['realtime_x']:.2f}x real time ({where}); the stage-1 estimate is "
-                     "derived from it" + (f", scaled x{scale:.2f} for {work.width}x{work.height}" if scale != 1 else ""))
-            return per_s, f"measured: {STAGE1_BENCHMARK}, {run['realtime_x']:.2f}x real time at {run['width']}x{run['height']}"
+            self.add(
+                OK,
+                "stage1 speed benchmark",
+                f"{STAGE1_BENCHMARK}: the whole stage at {run['width']}x"
+                f"{run['height']} ran {run['realtime_x']:.2f}x real time ({where}); the stage-1 estimate is "
+                "derived from it" + (f", scaled x{scale:.2f} for {work.width}x{work.height}" if scale != 1 else ""),
+            )
+            return (
+                per_s,
+                f"measured: {STAGE1_BENCHMARK}, {run['realtime_x']:.2f}x real time at {run['width']}x{run['height']}",
+            )
         if not any(c.name == "stage1 speed benchmark" for c in self.checks):
             self.add(WARN, "stage1 speed benchmark", f"{STAGE1_BENCHMARK} is absent: the stage-1 estimate uses ASSUMED "
                      "per-part rates (STAGE1_PARTS, from make demo's timings at 640x360)",
                      f"python benchmarks/stage1_speed.py --stage --real-scenes DIR --width 1280 --height 720 --json "
-                     f"{STAGE1_BENCHMARK} (README: MELD-sized dry run on paper)")
+                     f"{STAGE1_BENCHMARK} (benchmarks/README.md: MELD-sized dry run on paper)")
         per_s = 0.0
         for part, (rate, scaled) in STAGE1_PARTS.items():
             if part == "identity" and not stage1.identity.enabled:
@@ -1050,8 +1103,8 @@ class Doctor:
             self.disk.append({"where": f"DVC remote {remote}", "need_bytes": round(total), "free_bytes": free})
             status = OK if free >= total else WARN
             self.add(status, "disk (dvc push)", f"default DVC remote {remote}: `make push` stores ~{fmt_bytes(total)}, "
-                     f"{fmt_bytes(free)} free", "" if status == OK else "point the default remote elsewhere (README: "
-                     "Versioning the outputs)")
+                     f"{fmt_bytes(free)} free", "" if status == OK else "point the default remote elsewhere "
+                     "(docs/versioning.md)")
 
     def _dvc_places(self) -> tuple[Path | None, Path | None]:
         """(cache folder unless the cache links files instead of copying them, default local remote)."""
@@ -1117,8 +1170,10 @@ class Doctor:
             w1 = max(len(r["stage"]) for r in self.estimate)
             w2 = max(len(r["units"]) for r in self.estimate)
             for r in self.estimate:
-                lines.append(f"  {r['stage']:<{w1}}  {r['units']:<{w2}}  {r['device']:<7} ~{fmt_duration(r['seconds']):>8}"
-                             f"   {r['rate']}" + (f"; {r['note']}" if r.get("note") else ""))
+                lines.append(
+                    f"  {r['stage']:<{w1}}  {r['units']:<{w2}}  {r['device']:<7} ~{fmt_duration(r['seconds']):>8}"
+                    f"   {r['rate']}" + (f"; {r['note']}" if r.get("note") else "")
+                )
             total = sum(r["seconds"] for r in self.estimate)
             lines.append(f"  {'total':<{w1}}  {'':<{w2}}  {'':<7} ~{fmt_duration(total):>8}")
         return "\n".join(lines)

@@ -27,7 +27,14 @@ T = 96  # frames per track (4 s)
 # facenet-pytorch MTCNN on skimage.data.astronaut() (p = 0.99999)
 ASTRO_BOX = np.array([181.05, 62.16, 267.75, 172.05])
 ASTRO_LM = np.array([[205.01, 101.73], [246.76, 103.71], [224.67, 128.96], [201.72, 139.25], [245.27, 141.86]])
-VOWELS = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480), (570, 840, 2410), (660, 1720, 2410)]
+VOWELS = [
+    (730, 1090, 2440),
+    (270, 2290, 3010),
+    (300, 870, 2240),
+    (530, 1840, 2480),
+    (570, 840, 2410),
+    (660, 1720, 2410),
+]
 PAUSE = (1.6, 2.3)  # seconds without speech inside the utterance
 
 
@@ -78,7 +85,9 @@ def _base_face() -> np.ndarray:
     return _BASE
 
 
-def render_track(openness: np.ndarray, seed: int, spec: FaceInputSpec, flip: bool = False, tint=(1.0, 1.0, 1.0)) -> np.ndarray:
+def render_track(
+    openness: np.ndarray, seed: int, spec: FaceInputSpec, flip: bool = False, tint=(1.0, 1.0, 1.0)
+) -> np.ndarray:
     """Mouth patches (T, h, w) of a face whose mouth opening follows ``openness`` (T,) in [0, 1].
 
     The camera drifts (sub-pixel random walk), the sensor adds noise, the detector box and the
@@ -102,7 +111,9 @@ def render_track(openness: np.ndarray, seed: int, spec: FaceInputSpec, flip: boo
         img = base.copy()
         s = 16  # 4 fractional bits
         axes = (int(half_w * s), int((1.0 + 7.0 * o) * s))
-        cv2.ellipse(img, (int(mouth[0] * s), int((mouth[1] + 1) * s)), axes, 0, 0, 360, (40, 10, 15), -1, cv2.LINE_AA, 4)
+        cv2.ellipse(
+            img, (int(mouth[0] * s), int((mouth[1] + 1) * s)), axes, 0, 0, 360, (40, 10, 15), -1, cv2.LINE_AA, 4
+        )
         pos = 0.9 * (pos + rng.normal(0, 0.45, 2))
         shift = np.array([[1, 0, pos[0]], [0, 1, pos[1]]], np.float32)
         img = cv2.warpAffine(img, shift, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT)
@@ -243,7 +254,7 @@ def test_energy_vad():
 
 # The synthetic mouths open with the envelope, so their frame-to-frame motion follows its CHANGE and
 # the audio offset is searched over +-0.2 s; the defaults are calibrated on real lips (motion follows
-# the envelope's level more, offsets within +-0.1 s): README "Stage 1 on real footage".
+# the envelope's level more, offsets within +-0.1 s): benchmarks/README.md "Stage 1 on real footage".
 SYNTH_MOUTHS = {"audio_level_weight": 0.25, "max_lag_s": 0.2}
 
 

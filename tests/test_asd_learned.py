@@ -14,8 +14,8 @@ from scipy.fft import dct
 from stage1_face_extraction.asd import CheckpointError, create_scorer, extract_patch, list_scorers
 from stage1_face_extraction.asd.finetune import FinetuneConfig, clip_tracks, load_labelled_corpus, prepare_tracks
 from stage1_face_extraction.asd.learned import resample_to_grid, smooth
-from stage1_face_extraction.asd.mfcc import mfcc_13, n_mfcc_rows
 from stage1_face_extraction.asd.lr_asd_net import LRASD
+from stage1_face_extraction.asd.mfcc import mfcc_13, n_mfcc_rows
 from stage1_face_extraction.asd.nets import LightASD, TalkNet
 from stage1_face_extraction.params import ConfigError
 
@@ -206,7 +206,9 @@ def test_random_published_checkpoint_loads_and_scores_a_demo_clip(tmp_path: Path
         assert np.std(np.concatenate([t.speaking for t in res.tracks])) > 0  # a real forward, not a constant
 
 
-@pytest.mark.parametrize("name", ["light_asd", "lr_asd", pytest.param("talknet", marks=pytest.mark.slow)])  # talknet: ~20 s on 1 core
+@pytest.mark.parametrize(
+    "name", ["light_asd", "lr_asd", pytest.param("talknet", marks=pytest.mark.slow)]
+)  # talknet: ~20 s on 1 core
 def test_batched_scores_equal_one_track_at_a_time(name: str) -> None:
     scorer = create_scorer(name, random_init=True, vad="energy", windows_s=[1, 2])
     scorer.net.load_state_dict(_random_net(type(scorer.net), seed=2).state_dict())
@@ -324,7 +326,9 @@ def test_wrong_or_truncated_checkpoints_fail_clearly(tmp_path: Path) -> None:
     sd["model.extra.weight"] = torch.zeros(1)
     bad = tmp_path / "bad.model"
     torch.save(sd, bad)
-    with pytest.raises(CheckpointError, match="1 missing key.*lossV.FC.bias.*1 unexpected.*1 wrong shape.*lossAV.FC.weight"):
+    with pytest.raises(
+        CheckpointError, match="1 missing key.*lossV.FC.bias.*1 unexpected.*1 wrong shape.*lossAV.FC.weight"
+    ):
         create_scorer("light_asd", checkpoint=str(bad))
     st = tmp_path / "cut.safetensors"
     from safetensors.torch import save_file

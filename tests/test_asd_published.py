@@ -39,7 +39,7 @@ WINDOWS = (1, 2)  # seconds, pipeline and reference alike
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the published weights and talking-head clips live in ../shared "
-                    "(see ../shared/models/README.md); this test needs them")
+                    "(outside this repository); this test needs them")
     return path
 
 
@@ -79,7 +79,9 @@ def test_published_files_load_strictly(name: str, file: str) -> None:
 def test_published_files_are_told_apart(name: str, file: str) -> None:
     path = _weights(name, file)
     for other in {"light_asd", "lr_asd"} - {name}:
-        with pytest.raises(CheckpointError, match=f"is a {name} checkpoint, but the scorer is {other}: set stage1.asd.name: {name}"):
+        with pytest.raises(
+            CheckpointError, match=f"is a {name} checkpoint, but the scorer is {other}: set stage1.asd.name: {name}"
+        ):
             create_scorer(other, checkpoint=str(path), vad="none")
 
 
@@ -113,7 +115,9 @@ def talking_head(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.parametrize("name, file", PUBLISHED)
 def test_talking_head_scores_speaking_like_the_reference(talking_head, name: str, file: str) -> None:
     ref, ci = talking_head
-    scorer = create_scorer(name, checkpoint=str(_weights(name, file)), vad="none", device="cpu", windows_s=list(WINDOWS))
+    scorer = create_scorer(
+        name, checkpoint=str(_weights(name, file)), vad="none", device="cpu", windows_s=list(WINDOWS)
+    )
     own = ref.summarise([ref.compare(scorer, ci, ci.audio, WINDOWS)])
     assert own["frames"] >= 45
     assert own["pipe_mean"] > 0.8 and own["pipe_speaking"] > 0.85, own

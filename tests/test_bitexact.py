@@ -19,7 +19,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 TINY = {"seed": 3, "dialogues_per_split": {"train": 1, "dev": 1, "test": 1}, "utterances_min": 3,

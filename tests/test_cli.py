@@ -1,4 +1,4 @@
-"""``facialmmt-faces`` (stage1_face_extraction.cli.main) on two demo clips and a missing file."""
+"""``facialmmt faces`` (stage1_face_extraction.cli.main) on two demo clips and a missing file."""
 
 from __future__ import annotations
 
@@ -136,7 +136,10 @@ def test_bad_params_key_exits_2(
 
 
 def test_missing_params_file_exits_2(tmp_path: Path) -> None:
-    assert cli.main([str(tmp_path / "a.mp4"), "--out", str(tmp_path / "out"), "--params", str(tmp_path / "nope.yaml")]) == 2
+    assert (
+        cli.main([str(tmp_path / "a.mp4"), "--out", str(tmp_path / "out"), "--params", str(tmp_path / "nope.yaml")])
+        == 2
+    )
 
 
 def test_out_is_a_file_exits_2(tmp_path: Path) -> None:

@@ -353,7 +353,7 @@ def test_extract_faces_pool_error_clip_and_sigkill(corpus: dict, tmp_path: Path,
 
 
 # ------------------------------------------------------------------------------------------------
-# facialmmt-faces
+# facialmmt faces
 
 
 def test_cli_error_clip_is_recorded_and_exits_1(corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

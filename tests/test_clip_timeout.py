@@ -78,7 +78,9 @@ def test_clock_limit_and_message() -> None:
     clock = ClipClock(limit=2.0, spent=0.5, clock=lambda: now[0])
     clock.check("detect")  # 0.5 s: under
     now[0] = 1.6
-    with pytest.raises(ClipTimeout, match=r"exceeded stage1\.max_clip_seconds \(2 s\): stopped after 2\.1 s, in detect"):
+    with pytest.raises(
+        ClipTimeout, match=r"exceeded stage1\.max_clip_seconds \(2 s\): stopped after 2\.1 s, in detect"
+    ):
         clock.check("detect")
     ClipClock(limit=None, spent=1e9, clock=lambda: now[0]).check("x")  # no limit: never
     tiny = ClipClock(limit=1e-6)  # the real clock: a tiny limit is over at the first check after any work

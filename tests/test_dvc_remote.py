@@ -13,9 +13,9 @@ import shutil
 import subprocess
 
 import yaml
-from test_dvc_pipeline import _copy_project, _dvc, _env, _git
 
 from stage1_face_extraction.meld import MELD_COLUMNS
+from test_dvc_pipeline import _copy_project, _dvc, _env, _git
 
 
 def _tiny_corpus(root) -> None:

@@ -306,7 +306,9 @@ def test_features_interrupted_then_resumed(tiny_corpus: dict, tmp_path: Path, mo
 
     assert features.main(argv(tmp_path / "ref")) == 0
     out = tmp_path / "out"
-    monkeypatch.setattr(os, "fsync", _FailingFsync(6))  # ownership file, run marker; train: shard, index, meta; dev shard fails
+    monkeypatch.setattr(
+        os, "fsync", _FailingFsync(6)
+    )  # ownership file, run marker; train: shard, index, meta; dev shard fails
     assert features.main(argv(out)) == 1
     monkeypatch.undo()
     assert (out / ".run-in-progress.json").is_file() and (out / "fbank" / "train" / "meta.json").is_file()

@@ -109,16 +109,22 @@ def test_single_image_in_train_mode_uses_running_stats(model):
 
 
 def test_key_mapping_rules():
-    assert official_to_fer_key("layers.0.downsample.reduction.weight") == "backbone.layers.1.downsample.reduction.weight"
+    assert (
+        official_to_fer_key("layers.0.downsample.reduction.weight") == "backbone.layers.1.downsample.reduction.weight"
+    )
     assert official_to_fer_key("layers.2.downsample.norm.bias") == "backbone.layers.3.downsample.norm.bias"
-    assert official_to_fer_key("layers.3.downsample.norm.bias", official=False) == "backbone.layers.3.downsample.norm.bias"
+    assert (
+        official_to_fer_key("layers.3.downsample.norm.bias", official=False) == "backbone.layers.3.downsample.norm.bias"
+    )
     assert official_to_fer_key("layers.1.blocks.1.attn.qkv.weight") == "backbone.layers.1.blocks.1.attn.qkv.weight"
     assert official_to_fer_key("patch_embed.proj.weight") == "backbone.patch_embed.proj.weight"
     assert official_to_fer_key("output_layer.2.weight") == "embedding.2.weight"
     assert official_to_fer_key("output_layer.3.running_var") == "embedding.3.running_var"
     assert official_to_fer_key("layers.0.blocks.1.attn_mask") is None
     assert official_to_fer_key("layers.0.blocks.0.attn.relative_position_index") is None
-    assert fer_to_official_key("backbone.layers.1.downsample.reduction.weight") == "layers.0.downsample.reduction.weight"
+    assert (
+        fer_to_official_key("backbone.layers.1.downsample.reduction.weight") == "layers.0.downsample.reduction.weight"
+    )
     assert fer_to_official_key("embedding.0.bias") == "output_layer.0.bias"
     assert fer_to_official_key("head.0.weight") is None
 
@@ -162,7 +168,9 @@ def test_load_face_checkpoint_covers_every_key(model, tmp_path):
     # weights land where expected
     assert torch.equal(own["backbone.layers.1.downsample.reduction.weight"],
                        sd["backbone.layers.0.downsample.reduction.weight"])
-    assert torch.equal(own["backbone.layers.2.blocks.5.mlp.fc2.weight"], sd["backbone.layers.2.blocks.5.mlp.fc2.weight"])
+    assert torch.equal(
+        own["backbone.layers.2.blocks.5.mlp.fc2.weight"], sd["backbone.layers.2.blocks.5.mlp.fc2.weight"]
+    )
     assert torch.equal(own["embedding.2.weight"], sd["backbone.output_layer.2.weight"])
     assert torch.equal(own["embedding.3.running_var"], sd["backbone.output_layer.3.running_var"])
     assert torch.equal(model.head[0].weight, head_before)  # the FER head is untouched
@@ -521,7 +529,9 @@ def test_config_paths_and_dataset_from_config(tmp_path):
         from_dict(AffWild2Config, {"imgs": "x"}, "affwild2")
     _write_video(tmp_path, "v", [3, 3])
     ds = AffWild2Dataset.from_config(cfg)
-    assert ds.augment is None and len(ds) == 2 and ds[0][0].shape == (3, 32, 32) and int(ds[0][1]) == AFFWILD2_TO_MELD[3]
+    assert (
+        ds.augment is None and len(ds) == 2 and ds[0][0].shape == (3, 32, 32) and int(ds[0][1]) == AFFWILD2_TO_MELD[3]
+    )
 
 
 def test_demo_writer_round_trip(tmp_path):

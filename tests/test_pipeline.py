@@ -43,7 +43,9 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _still_clip(image_path: Path, out: Path, seconds: float = 2.0, fps: float = 25.0, silent_audio: bool = True) -> Path:
+def _still_clip(
+    image_path: Path, out: Path, seconds: float = 2.0, fps: float = 25.0, silent_audio: bool = True
+) -> Path:
     """A still mp4 of a photo (fit into 640x360, even sides), with a silent AAC track."""
     bgr = cv2.imread(str(image_path))
     assert bgr is not None, f"cannot read {image_path}"

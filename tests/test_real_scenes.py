@@ -71,7 +71,9 @@ def test_sources_of_one_person_are_never_paired(sources):
     assert frozenset(names[:2]) not in pairs and pairs  # every pair includes the third person
     # without the group the same seed pairs them (the rule, not luck, keeps them apart)
     free = plan_scenes(sources, SceneConfig(per_type=4))
-    assert frozenset(names[:2]) in {frozenset((names[p.speaker], names[p.listener])) for p in free if p.listener is not None}
+    assert frozenset(names[:2]) in {
+        frozenset((names[p.speaker], names[p.listener])) for p in free if p.listener is not None
+    }
     with pytest.raises(ValueError, match="fewer than 2 people"):
         plan_scenes(sources, SceneConfig(same_person=[names]))
 
@@ -84,7 +86,12 @@ def test_same_person_groups_finds_two_recordings_of_one_face():
 
     if not HEADS.is_dir():
         pytest.skip(f"real talking-head clips not found at {HEADS}")
-    names = ["retalking_face_3", "retalking_face_5", "sadtalker_WDA_AlexandriaOcasioCortez_000", "sadtalker_WDA_KatieHill_000"]
+    names = [
+        "retalking_face_3",
+        "retalking_face_5",
+        "sadtalker_WDA_AlexandriaOcasioCortez_000",
+        "sadtalker_WDA_KatieHill_000",
+    ]
     srcs = load_sources(HEADS, names=names)
     assert same_person_groups(srcs, create_embedder("dlib_resnet")) == [["retalking_face_3", names[2]]]
 
@@ -145,7 +152,9 @@ def stage1_runs(scenes):
         for key, clip in tr["clips"].items():
             k = f"{split_dir}/{key}"
             truth["clips"][k] = clip
-            analyses[k] = pipe.analyse(out / split_dir / clip["path"], utt_id=k, speaker=clip["speaker_person"], embed=True)
+            analyses[k] = pipe.analyse(
+                out / split_dir / clip["path"], utt_id=k, speaker=clip["speaker_person"], embed=True
+            )
     speakers = {k: c["speaker_person"] for k, c in truth["clips"].items()}
     faces = [f for a in analyses.values() for f in a.faces]
     gi = identify_group("scenes", faces, speakers, cfg.identity, pipe.identity_embedder.distance_threshold)
@@ -163,7 +172,7 @@ def test_default_scorer_alone_finds_the_real_speaker(stage1_runs):
     assert t.precision >= 0.90 and t.false_picks == 0, report
     # Coverage: before the real-scene calibration the default found no speaker at all in real
     # footage (coverage 0). The scorer ALONE does not reach the coverage goals (benchmark,
-    # README "Stage 1 on real footage": quiet ~0.8); this guards the gain.
+    # benchmarks/README.md "Stage 1 on real footage": quiet ~0.8); this guards the gain.
     assert groups["all"].coverage >= 0.5, report
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stage1_face_extraction.select import SelectConfig, select_speaker, uniform_sample
-from stage1_face_extraction.types import Track
+from stage1_face_extraction.records import Track
+from stage1_face_extraction.selection import SelectConfig, select_speaker, uniform_sample
 
 
 def make_track(tid, shot, start, n, speaking, identity=None):

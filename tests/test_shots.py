@@ -10,6 +10,7 @@ import pytest
 from skimage import data
 
 from stage1_face_extraction.demo.assets import load_t1 as _t1
+from stage1_face_extraction.records import Frame
 from stage1_face_extraction.shots import (
     ShotConfig,
     ShotDetector,
@@ -18,7 +19,6 @@ from stage1_face_extraction.shots import (
     frame_signature,
     shot_boundaries,
 )
-from stage1_face_extraction.types import Frame
 from stage1_face_extraction.video import iter_frames, write_video
 
 

@@ -96,6 +96,8 @@ def test_scenedetect_config_checks():
     with pytest.raises(ValueError, match="shot_stream"):
         ShotDetector(ShotConfig(method="scenedetect_adaptive"))
     with pytest.raises(ConfigError, match="adaptive_treshold"):
-        from_dict(ShotConfig, {"method": "scenedetect_adaptive", "scenedetect_adaptive": {"adaptive_treshold": 3}}, "shots")
+        from_dict(
+            ShotConfig, {"method": "scenedetect_adaptive", "scenedetect_adaptive": {"adaptive_treshold": 3}}, "shots"
+        )
     cfg = from_dict(ShotConfig, {"method": "scenedetect_content", "scenedetect_content": {"threshold": 21}}, "shots")
     assert cfg.scenedetect_content.threshold == 21 and cfg.scenedetect_adaptive.window_width == 2

@@ -184,7 +184,11 @@ def _record(utt: str, status: str = "ok", **extra) -> dict:
 
 
 def test_manifest_round_trip_and_determinism(tmp_path):
-    recs = [_record("dia1_utt0"), _record("dia0_utt2", "no_face", frames=[], n_frames=40), _record("dia0_utt1", "no_audio")]
+    recs = [
+        _record("dia1_utt0"),
+        _record("dia0_utt2", "no_face", frames=[], n_frames=40),
+        _record("dia0_utt1", "no_audio"),
+    ]
     path = write_manifest(tmp_path / "a" / "manifest.jsonl", recs)
     back = read_manifest(path)
     assert [r["utt_id"] for r in back] == ["dia0_utt1", "dia0_utt2", "dia1_utt0"]

@@ -11,6 +11,7 @@ from skimage import data
 
 from stage1_face_extraction.demo.assets import load_t1 as _t1
 from stage1_face_extraction.detectors import create_detector
+from stage1_face_extraction.records import Detections, Track
 from stage1_face_extraction.shots import ShotDetector, shot_boundaries
 from stage1_face_extraction.tracking import (
     TrackerConfig,
@@ -18,7 +19,6 @@ from stage1_face_extraction.tracking import (
     smooth_boxes,
     track_faces,
 )
-from stage1_face_extraction.types import Detections, Track
 from stage1_face_extraction.video import iter_frames, write_video
 
 

@@ -192,11 +192,25 @@ def test_linear_warmup_decay_values():
     assert linear_warmup_decay(4, 20, 5) == pytest.approx(1.0) and linear_warmup_decay(5, 20, 5) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("kw", [
-    {"precision": "no"}, {"precision": "fp64"}, {"epochs": 0}, {"batch_dialogues": 0}, {"grad_accum": 0}, {"max_utterances": 0},
-    {"warmup": 1.0}, {"warmup": -0.1}, {"patience": 0}, {"aux_ratio": -1.0}, {"fer_samples": -1},
-    {"aux_schedule": "pass"}, {"aux_augment": "original"}, {"preset": "paper"},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"precision": "no"},
+        {"precision": "fp64"},
+        {"epochs": 0},
+        {"batch_dialogues": 0},
+        {"grad_accum": 0},
+        {"max_utterances": 0},
+        {"warmup": 1.0},
+        {"warmup": -0.1},
+        {"patience": 0},
+        {"aux_ratio": -1.0},
+        {"fer_samples": -1},
+        {"aux_schedule": "pass"},
+        {"aux_augment": "original"},
+        {"preset": "paper"},
+    ],
+)
 def test_bad_train_config_raises(kw):
     with pytest.raises(ConfigError):
         TrainConfig(**kw)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stage1_face_extraction.types import Frame, VideoInfo
+from stage1_face_extraction.records import Frame, VideoInfo
 from stage1_face_extraction.video import (
     DecodeError,
     NoAudioError,

@@ -25,7 +25,7 @@ Speech signals at any time ``tau`` (``e`` from the waveform, ``v`` from silero-v
     s(tau) = |e(tau) - e(tau - 1/fps)| + audio_level_weight * e(tau)   # the envelope's change
     v(tau) = silero speech probability (32 ms chunks), max-filtered over +-vad_smooth_s
 
-Calibration on real faces (README "Stage 1 on real footage"; 204 tracks of scenes composed from
+Calibration on real faces (benchmarks/README.md "Stage 1 on real footage"; 204 tracks of scenes composed from
 the real talking heads, seed 12, never the synthetic demo): the whole-track correlation with ``e``
 separates the heard speaker from a muted talking listener with ROC AUC 0.93 for the flow measure,
 0.86 for the patch difference (with ``|delta e|`` instead of ``e``: 0.81; mouth darkness, patch PCA
@@ -115,7 +115,7 @@ class AVSyncConfig:
     patch_size: tuple[int, int] = (32, 48)  # (h, w) of the mouth patch
     motion: str = "flow"  # flow (vertical optical flow of the lips) | patch (shift-compensated patch difference)
     mouth_scale: float = 1.6  # mouth patch width / mouth-corner distance
-    # Defaults calibrated on real faces (README "Stage 1 on real footage": scenes composed from the
+    # Defaults calibrated on real faces (benchmarks/README.md "Stage 1 on real footage": scenes composed from the
     # real talking heads, seed 12, 108 clips), never on the synthetic demo.
     window_s: float = 6.0  # sliding correlation window (longer than an utterance's shot: one value per track)
     max_lag_s: float = 0.1  # audio/video offset search range (+-)
@@ -353,7 +353,8 @@ def mouth_flow(patches: np.ndarray) -> np.ndarray:
     g = np.clip(p * 255.0 + 0.5, 0, 255).astype(np.uint8)
     out = np.zeros(t_len, np.float32)
     for k in range(1, t_len):
-        # pyramid scale 0.5, 2 levels, 9 px window, 3 iterations, poly_n 5 / sigma 1.1 (OpenCV's defaults for small images)
+        # pyramid scale 0.5, 2 levels, 9 px window, 3 iterations, poly_n 5 / sigma 1.1
+        # (OpenCV's defaults for small images)
         f = cv2.calcOpticalFlowFarneback(g[k - 1], g[k], None, 0.5, 2, 9, 3, 5, 1.1, 0)
         vy = f[..., 1]
         out[k] = float(np.abs(vy - np.median(vy)).mean())
@@ -511,7 +512,9 @@ class AVSyncScorer(ActiveSpeakerScorer):
                 c = windowed_pearson(m, s[j_best], half)
                 if cfg.corr_shrink > 0:  # Fisher z lower bound: a short track's correlation is weak evidence
                     _, n = _window_sums(np.zeros(len(m)), half)  # frames in each window
-                    c = np.tanh(np.arctanh(np.clip(c, -0.999, 0.999)) - cfg.corr_shrink / np.sqrt(np.maximum(n - 3.0, 1.0)))
+                    c = np.tanh(
+                        np.arctanh(np.clip(c, -0.999, 0.999)) - cfg.corr_shrink / np.sqrt(np.maximum(n - 3.0, 1.0))
+                    )
                 c = np.clip((c - cfg.corr_low) / (cfg.corr_high - cfg.corr_low), 0.0, 1.0)
                 z.append(c * qi)
 

@@ -1,11 +1,11 @@
-"""Fine-tune (or train from scratch) ``talknet`` / ``light_asd`` / ``lr_asd`` on a corpus with per-frame speaking labels.
+"""Fine-tune (or train from scratch) ``talknet`` / ``light_asd`` / ``lr_asd`` on per-frame speaking labels.
 
     from stage1_face_extraction.asd.finetune import FinetuneConfig, load_labelled_corpus, prepare_tracks, train
     clips = load_labelled_corpus("data/demo/MELD.Raw/truth.json", splits=["train"])
     tracks = prepare_tracks(clips, cfg)            # 25 fps face crops, MFCC, labels per track
     result = train(cfg, tracks, out_dir)           # <out>/<arch>.safetensors + <arch>.json
 
-CLI: ``python -m stage1_face_extraction.stages.finetune_asd`` (``facialmmt-finetune-asd``).
+CLI: ``python -m stage1_face_extraction.stages.finetune_asd`` (``facialmmt finetune-asd``).
 The written ``.safetensors`` has the published key layout, so ``stage1.asd.checkpoint`` takes it
 like a published file (the scorer also reads the ``.json`` beside it).
 
@@ -174,7 +174,9 @@ def clip_tracks(clip: dict) -> list[LabelledTrack]:
     return out
 
 
-def load_labelled_corpus(truth: str | Path, root: str | Path | None = None, splits: list[str] | None = None) -> list[LabelledClip]:
+def load_labelled_corpus(
+    truth: str | Path, root: str | Path | None = None, splits: list[str] | None = None
+) -> list[LabelledClip]:
     """Clips of a truth.json-style corpus (``splits`` empty/None = all), with their labelled tracks."""
     truth = Path(truth)
     data = json.loads(truth.read_text(encoding="utf-8"))
@@ -204,7 +206,9 @@ class TrackSample:
     labels: np.ndarray  # (K,) int64
 
 
-def prepare_tracks(clips: list[LabelledClip], cfg: FinetuneConfig, progress: Callable[[int], None] | None = None) -> list[TrackSample]:
+def prepare_tracks(
+    clips: list[LabelledClip], cfg: FinetuneConfig, progress: Callable[[int], None] | None = None
+) -> list[TrackSample]:
     """Decode every clip once and cut its labelled tracks as the scorer would (crops, 25 fps, MFCC)."""
     from ..video import NoAudioError, iter_frames, probe, read_audio
 
@@ -266,7 +270,9 @@ def make_windows(tracks: list[TrackSample], window: int, hop: int) -> list[tuple
     return out
 
 
-def _batches(windows: list[tuple[int, int, int]], batch_size: int, rng: np.random.Generator | None) -> list[list[tuple[int, int, int]]]:
+def _batches(
+    windows: list[tuple[int, int, int]], batch_size: int, rng: np.random.Generator | None
+) -> list[list[tuple[int, int, int]]]:
     by_len: dict[int, list[tuple[int, int, int]]] = {}
     for w in windows:
         by_len.setdefault(w[2], []).append(w)
@@ -345,7 +351,11 @@ def frame_metrics(net: Any, tracks: list[TrackSample], device: str, window: int 
     net.eval()
     probs, ys = [], []
     with torch.inference_mode():
-        pieces = [(i, s, min(window, len(t.labels) - s)) for i, t in enumerate(tracks) for s in range(0, len(t.labels), window)]
+        pieces = [
+            (i, s, min(window, len(t.labels) - s))
+            for i, t in enumerate(tracks)
+            for s in range(0, len(t.labels), window)
+        ]
         for batch in _batches(pieces, 32, None):
             a, v, y = _tensors(tracks, batch, device)
             probs.append(torch.softmax(net(a, v)["av"].float(), -1)[..., 1].reshape(-1).cpu().numpy())
@@ -462,4 +472,6 @@ def train(
         "history": history,
     }
     sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return FinetuneResult(weights=weights, sidecar=sidecar, epochs_run=epochs_run, steps=steps, seconds=seconds, history=history)
+    return FinetuneResult(
+        weights=weights, sidecar=sidecar, epochs_run=epochs_run, steps=steps, seconds=seconds, history=history
+    )

@@ -90,7 +90,7 @@ for ``dvc repro``):
   refuses (one that also pickles Python objects, e.g. training arguments) fails with an error
   naming the class and how to convert it: there is no way to allow pickled classes (that would
   amount to a full unpickle, ``os.system`` included). Convert such a file once, on a machine you
-  trust, to a plain state dict or to safetensors (README "Learned active-speaker scorers");
+  trust, to a plain state dict or to safetensors (docs/stage1.md "Learned active-speaker scorers");
 * ``*.safetensors`` written by ``finetune_asd`` (same key layout), with its ``<stem>.json`` beside it
   (architecture, preprocessing, training summary); a JSON naming the other architecture is an error.
 
@@ -154,7 +154,7 @@ class LearnedASDConfig:
             raise ValueError("asd.max_batch_frames must be >= 1")
         if self.checkpoint is None and not self.random_init:
             raise ValueError(
-                "asd.checkpoint is required (a local TalkNet / Light-ASD / LR-ASD weights file; see README "
+                "asd.checkpoint is required (a local TalkNet / Light-ASD / LR-ASD weights file; see docs/stage1.md "
                 "'Learned active-speaker scorers'); random_init: true runs without weights (meaningless scores)"
             )
 
@@ -202,7 +202,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(
             f"ASD checkpoint not found: {path} (resolved {path.resolve()}); download the published "
-            "file or train one with finetune_asd (README 'Learned active-speaker scorers')"
+            "file or train one with finetune_asd (docs/stage1.md 'Learned active-speaker scorers')"
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"ASD checkpoint {path} is empty (0 bytes): an interrupted download?")
@@ -213,7 +213,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         try:
             return dict(load_file(str(path), device="cpu"))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"cannot read ASD checkpoint {path}: truncated or not a safetensors file ({exc})") from None
+            raise CheckpointError(
+                f"cannot read ASD checkpoint {path}: truncated or not a safetensors file ({exc})"
+            ) from None
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError / UnpicklingError / EOFError ...
@@ -247,7 +249,9 @@ def load_net_weights(net: Any, path: str | Path, arch: str) -> dict | None:
     path = Path(path)
     meta = read_sidecar(path)
     if meta is not None and meta.get("arch") != arch:
-        raise CheckpointError(f"{path}: its {path.with_suffix('.json').name} says arch {meta.get('arch')!r}, not {arch!r}")
+        raise CheckpointError(
+            f"{path}: its {path.with_suffix('.json').name} says arch {meta.get('arch')!r}, not {arch!r}"
+        )
     sd = read_checkpoint(path)
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
     want = net.state_dict()
@@ -407,7 +411,9 @@ class LearnedASDScorer(ActiveSpeakerScorer):
                 logits = self.net(a, v)["av"]
             return torch.softmax(logits.float(), dim=-1)[..., 1].cpu().numpy()
 
-    def score_grid(self, patches25: list[np.ndarray], k0s: list[int], mfcc: np.ndarray | None) -> tuple[list[np.ndarray], int]:
+    def score_grid(
+        self, patches25: list[np.ndarray], k0s: list[int], mfcc: np.ndarray | None
+    ) -> tuple[list[np.ndarray], int]:
         """Speaking probability per 25 fps frame for tracks already on the grid.
 
         patches25: per track (K_i, 112, 112) float32; k0s: each track's first grid index; mfcc: the

@@ -2,7 +2,7 @@
 
 The published TalkNet / Light-ASD / LR-ASD weights answer whether a face is talking while speech is
 heard: a listener who talks too (a muted voice, a dubbed or overlapping line) scores ~0.99 next to
-the real speaker (``benchmarks/asd_reference_check.py``, README "Learned active-speaker scorers").
+the real speaker (``benchmarks/asd_reference_check.py``, docs/stage1.md "Learned active-speaker scorers").
 ``av_sync`` answers the other question, weakly (a correlation of mouth motion with the speech
 envelope), but it does tell the heard voice from a silent mouth movement. Per track and frame::
 
@@ -50,7 +50,9 @@ class LearnedSyncConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.learned, dict) or "name" not in self.learned:
-            raise ValueError("asd.learned must be a learned scorer's section with a name (talknet | light_asd | lr_asd)")
+            raise ValueError(
+                "asd.learned must be a learned scorer's section with a name (talknet | light_asd | lr_asd)"
+            )
         if not isinstance(self.sync, dict):
             raise ValueError("asd.sync must be a mapping of av_sync keys")
         for key in ("mouth_rows", "mouth_cols"):

@@ -31,6 +31,7 @@ __all__ = [
     "HaarDetector",
     "MTCNNDetector",
     "SCRFDDetector",
+    "YuNetDetector",
     "create_detector",
     "detector_class",
     "list_detectors",

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from ..params import ConfigError
+from ..records import Detections
 from ..registry import Registry, init_keys
-from ..types import Detections
 
 logger = logging.getLogger(__name__)
 

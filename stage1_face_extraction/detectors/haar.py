@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..params import ConfigError
-from ..types import Detections
+from ..records import Detections
 from .base import FaceDetector, register_detector
 
 logger = logging.getLogger(__name__)

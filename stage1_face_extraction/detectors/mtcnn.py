@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..params import ConfigError
-from ..types import Detections
+from ..records import Detections
 from .base import FaceDetector, register_detector, resolve_torch_device
 
 logger = logging.getLogger(__name__)
@@ -160,7 +160,9 @@ class MTCNNCascade:
         outs = [net(self._layout(x[i : i + self.chunk])) for i in range(0, len(x), self.chunk)]
         return tuple(torch.cat(parts) for parts in zip(*outs))
 
-    def _crops(self, x: torch.Tensor, images: np.ndarray, boxes: torch.Tensor, bidx: torch.Tensor, size: int) -> torch.Tensor:
+    def _crops(
+        self, x: torch.Tensor, images: np.ndarray, boxes: torch.Tensor, bidx: torch.Tensor, size: int
+    ) -> torch.Tensor:
         """(K, 3, size, size) normalised crops of ``boxes`` (outside the frame = black).
 
         On the CPU each crop is cut from the uint8 frame and area-resized with OpenCV (as the

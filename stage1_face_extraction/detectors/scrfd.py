@@ -27,7 +27,7 @@ import numpy as np
 
 from ..onnx_pack import resolve_pack_file
 from ..params import ConfigError
-from ..types import Detections
+from ..records import Detections
 from .base import FaceDetector, register_detector
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ real face). YuNet sees BGR; frames come in RGB and are flipped here.
 
 Speed (2 CPU cores, 640x360 frames): a few ms per frame for ``yunet_n``; ``benchmarks/
 stage1_real_scenes.py`` with ``stage1.detector.name: yunet`` compares it with ``mtcnn`` on real
-footage (README "Face detectors on real footage").
+footage (benchmarks/README.md "Face detectors on real footage").
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..params import ConfigError
-from ..types import Detections
+from ..records import Detections
 from .base import FaceDetector, register_detector
 
 logger = logging.getLogger(__name__)

@@ -78,7 +78,9 @@ def arcface_matrix(landmarks: np.ndarray | None, box: np.ndarray, size: int = IN
     return similarity_transform(lm, ARCFACE_TEMPLATE * (size / 112.0))
 
 
-def arcface_crop(image: np.ndarray, landmarks: np.ndarray | None, box: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+def arcface_crop(
+    image: np.ndarray, landmarks: np.ndarray | None, box: np.ndarray, size: int = INPUT_SIZE
+) -> np.ndarray:
     """(size, size, 3) uint8 ArcFace-aligned crop of ``image`` (RGB in, RGB out)."""
     m = arcface_matrix(landmarks, box, size)
     return warp_crop(image, m, (size, size), border="constant", interpolation=cv2.INTER_LINEAR).astype(np.uint8)

@@ -72,7 +72,10 @@ class ClusterConfig:
             raise ConfigError(f"cluster threshold must be > 0, got {self.threshold}")
 
     def cluster(
-        self, embeddings: np.ndarray, cannot_link: Iterable[tuple[int, int]] | None = None, default_threshold: float | None = None
+        self,
+        embeddings: np.ndarray,
+        cannot_link: Iterable[tuple[int, int]] | None = None,
+        default_threshold: float | None = None,
     ) -> np.ndarray:
         """:func:`cluster_tracks` with these parameters (``default_threshold`` when ``threshold`` is None)."""
         t = self.threshold if self.threshold is not None else default_threshold

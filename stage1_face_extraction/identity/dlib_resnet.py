@@ -93,5 +93,7 @@ class DlibResnetEmbedder(FaceEmbedder):
             im = np.ascontiguousarray(im)
             x1, y1, x2, y2 = (int(round(float(v))) for v in b)
             shape = self._shape(im, dlib.rectangle(x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)))
-            out[i] = np.asarray(self._net.compute_face_descriptor(im, shape, self.num_jitters, self.padding), np.float32)
+            out[i] = np.asarray(
+                self._net.compute_face_descriptor(im, shape, self.num_jitters, self.padding), np.float32
+            )
         return out

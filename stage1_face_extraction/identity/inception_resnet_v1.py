@@ -161,5 +161,7 @@ class InceptionResnetV1Embedder(FaceEmbedder):
         out = []
         with torch.inference_mode():
             for s in range(0, len(x), self.batch_size):
-                out.append(self._net(torch.from_numpy(x[s : s + self.batch_size]).to(self.device)).float().cpu().numpy())
+                out.append(
+                    self._net(torch.from_numpy(x[s : s + self.batch_size]).to(self.device)).float().cpu().numpy()
+                )
         return np.concatenate(out).astype(np.float32)

@@ -1,4 +1,6 @@
-"""Name identity clusters from the transcript's Speaker column: ``assign_names(utterances) -> {cluster: NameAssignment}``.
+"""Name identity clusters from the transcript's Speaker column.
+
+``assign_names(utterances) -> {cluster: NameAssignment}``.
 
 Input, per utterance: the speaker's name (MELD's ``Speaker``; None = unknown) and, for every
 identity cluster on screen during it, its speaking evidence (e.g. the best active-speaker score of
@@ -163,7 +165,7 @@ def assign_names(
     ``likely``: also return, with ``source="likely"``, the assigned pairs that miss a threshold but
     have some agreeing evidence (support > 0) and ``margin >= config.likely_margin`` (never when
     that is None): too weak to NAME the cluster, strong enough to say it is probably not anyone
-    else (``select.py`` never picks such a cluster as another speaker's face).
+    else (``selection.py`` never picks such a cluster as another speaker's face).
     """
     from scipy.optimize import linear_sum_assignment
 

@@ -117,7 +117,8 @@ def load_references(
                     groups[sub.name] = imgs
         if not groups:
             raise FileNotFoundError(
-                f"reference folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}) and no NAME/ sub-folders of images"
+                f"reference folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}) "
+                "and no NAME/ sub-folders of images"
             )
     if embedder is None:
         from .base import create_embedder

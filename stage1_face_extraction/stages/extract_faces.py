@@ -271,7 +271,7 @@ def extract_split(runner: ClipRunner, rows, meld_root: Path, out: Path, split: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facialmmt-extract-faces", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt extract-faces", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section `stage1`)")
     ap.add_argument("--utterances", required=True, help="utterance table from the prepare stage")
     ap.add_argument("--meld-root", required=True, help="folder the table's clip paths are relative to")
@@ -327,13 +327,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_fingerprint(cfg: Stage1Config, table_path: str | Path, table, meld_root: Path) -> str:
-    """What the outputs depend on: the stage1 params (not the runner knobs), the utterance table's bytes, the clips (paths,
-    sizes, mtimes) and this package's code. A rerun resumes an interrupted run only when it is equal."""
-    return fingerprint({
-        "stage1": without_runtime("stage1", to_dict(cfg)), "table": file_digest(table_path), "meld_root": str(meld_root),
-        "clips": stat_digest(meld_root / c for c in table["clip"]),
-        "code": package_code_digest(Path(__file__).resolve().parents[1]),
-    })
+    """What the outputs depend on: the stage1 params (not the runner knobs), the utterance table's bytes,
+    the clips (paths, sizes, mtimes) and this package's code. A rerun resumes an interrupted run only when it
+    is equal."""
+    return fingerprint(
+        {
+            "stage1": without_runtime("stage1", to_dict(cfg)),
+            "table": file_digest(table_path),
+            "meld_root": str(meld_root),
+            "clips": stat_digest(meld_root / c for c in table["clip"]),
+            "code": package_code_digest(Path(__file__).resolve().parents[1]),
+        }
+    )
 
 
 def _finished(folder: Path) -> bool:

@@ -29,12 +29,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from ..asd.finetune import FinetuneConfig
 
     defaults = FinetuneConfig()
-    ap = argparse.ArgumentParser(prog="finetune_asd", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt finetune-asd", description=__doc__.split("\n\n")[0])
     ap.add_argument("--truth", required=True, type=Path, help="truth.json-style corpus with per-frame labels")
     ap.add_argument("--root", type=Path, help="folder the clip paths are relative to (default: the truth's folder)")
     ap.add_argument("--out", required=True, type=Path, help="output folder")
     ap.add_argument("--arch", default=defaults.arch, choices=["light_asd", "lr_asd", "talknet"])
-    ap.add_argument("--init", help="checkpoint to start from (published *.model or *.safetensors); default: from scratch")
+    ap.add_argument(
+        "--init", help="checkpoint to start from (published *.model or *.safetensors); default: from scratch"
+    )
     ap.add_argument("--splits", nargs="*", default=defaults.splits, help="training splits (none given = all)")
     ap.add_argument("--val-splits", nargs="*", default=[], help="validation splits (frame metrics after training)")
     ap.add_argument("--epochs", type=int, default=defaults.epochs)

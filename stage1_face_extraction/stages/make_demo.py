@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="make_demo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section 'demo')")
     ap.add_argument("--out", default="data/demo/MELD.Raw", help="output folder (replaced atomically)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")

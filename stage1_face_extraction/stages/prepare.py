@@ -25,7 +25,7 @@ log = logging.getLogger("facialmmt.prepare")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facialmmt-prepare", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt prepare", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section `data`)")
     ap.add_argument("--out", required=True, help="output Parquet table")
     ap.add_argument("--summary", help="optional JSON with per-split counts")

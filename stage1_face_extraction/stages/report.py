@@ -46,7 +46,7 @@ def _size(p: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt report", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dvc-yaml", default="dvc.yaml")
     args = ap.parse_args(argv)
     spec = yaml.safe_load(Path(args.dvc_yaml).read_text(encoding="utf-8")) or {}

@@ -278,7 +278,9 @@ def read_utt_profile(path: str | Path) -> list[str]:
     return ids
 
 
-def read_feature_pickle(path: str | Path, split: str, kind: str, *, trust: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def read_feature_pickle(
+    path: str | Path, split: str, kind: str, *, trust: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """``(features (N, L, D), mask (N, L))`` of ``meld_{split}_{kind}_utt.pkl``.
 
     Accepts ``{split: {kind: ..., kind_utt_mask: ...}}`` (the release) or the inner dict alone.
@@ -292,8 +294,9 @@ def read_feature_pickle(path: str | Path, split: str, kind: str, *, trust: bool 
     inner = obj.get(split, obj) if kind not in obj else obj
     if not isinstance(inner, dict) or kind not in inner or spec.mask_key not in inner:
         keys = sorted(map(str, inner)) if isinstance(inner, dict) else type(inner).__name__
-        raise FacialMMTFormatError(f"{path}: expected {{'{split}': {{'{kind}': (N, L, D), '{spec.mask_key}': (N, L)}}}}; "
-                                   f"found keys {keys}")
+        raise FacialMMTFormatError(
+            f"{path}: expected {{'{split}': {{'{kind}': (N, L, D), '{spec.mask_key}': (N, L)}}}}; found keys {keys}"
+        )
     feats, mask = inner[kind], inner[spec.mask_key]
     for name, arr, nd in ((kind, feats, 3), (spec.mask_key, mask, 2)):
         if not isinstance(arr, np.ndarray):
@@ -479,7 +482,7 @@ TRUST_MESSAGE = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m stage2_mer.features.importer",
+    ap = argparse.ArgumentParser(prog="facialmmt import",
                                  description="Import FacialMMT's released features (pkl) and face crops (JSON + JPEG).")
     ap.add_argument("--src", required=True, type=Path, help="FacialMMT's preprocess_data/T+A+V folder")
     ap.add_argument("--out", type=Path, help="feature root: writes <out>/{visual,audio}/facialmmt_*/<split>/")

@@ -221,7 +221,9 @@ class ArcFaceOnnxExtractor(_FaceEmbedderExtractor):
         batch_size: crops per run (a graph with a fixed batch size imposes its own).
     """
 
-    def __init__(self, *, model: str | Path = ARCFACE_DEFAULT_MODEL, device: str = "auto", batch_size: int = 32) -> None:
+    def __init__(
+        self, *, model: str | Path = ARCFACE_DEFAULT_MODEL, device: str = "auto", batch_size: int = 32
+    ) -> None:
         super().__init__(batch_size=batch_size, device="cpu", amp=False)  # torch is not used
         from stage1_face_extraction.identity import create_embedder
 

@@ -412,7 +412,7 @@ def check_affwild2_source(folder: str | Path, meld_root: str | Path | None) -> N
     raise ConfigError(f"{folder} is the demo's Aff-Wild2 stand-in ({STANDIN_STAGE}: MELD train faces labelled "
                       f"with their utterances' emotions) and {where}: training the FER network on it leaks MELD "
                       "labels into the model. Point train's --affwild2 (dvc.yaml) at a real Aff-Wild2 folder "
-                      "(README: Running on real MELD) or set train.aux_ratio: 0")
+                      "(docs/real-meld.md) or set train.aux_ratio: 0")
 
 
 def write_demo_affwild2(

@@ -120,7 +120,9 @@ class ModelConfig:
         if self.hidden % self.heads:
             raise ConfigError(f"model.hidden ({self.hidden}) must be divisible by model.heads ({self.heads})")
         if self.hidden % self.cross_heads:
-            raise ConfigError(f"model.hidden ({self.hidden}) must be divisible by model.cross_heads ({self.cross_heads})")
+            raise ConfigError(
+                f"model.hidden ({self.hidden}) must be divisible by model.cross_heads ({self.cross_heads})"
+            )
         if not isinstance(self.text_dim_proj, bool):
             raise ConfigError(f"model.text_dim_proj must be true or false, got {self.text_dim_proj!r}")
         if self.text_encoder is not None and (not isinstance(self.text_encoder, str) or not self.text_encoder):

@@ -203,9 +203,13 @@ class FacialMMT(nn.Module):
             raise ValueError(f"visual must be (U, Lv, {self.cfg.visual_dim}), got {tuple(visual.shape)}")
         if self.cfg.fer_dim > 0:
             if face_probs is None:
-                raise ValueError(f"model.fer_dim is {self.cfg.fer_dim}: face_probs (U, Lv, {self.cfg.fer_dim}) is required")
+                raise ValueError(
+                    f"model.fer_dim is {self.cfg.fer_dim}: face_probs (U, Lv, {self.cfg.fer_dim}) is required"
+                )
             if tuple(face_probs.shape) != (*visual.shape[:2], self.cfg.fer_dim):
-                raise ValueError(f"face_probs must be {(*visual.shape[:2], self.cfg.fer_dim)}, got {tuple(face_probs.shape)}")
+                raise ValueError(
+                    f"face_probs must be {(*visual.shape[:2], self.cfg.fer_dim)}, got {tuple(face_probs.shape)}"
+                )
             visual = torch.cat([visual, face_probs.to(visual.dtype)], dim=-1)  # (U, Lv, Dv + F)
         elif face_probs is not None:
             raise ValueError("face_probs given but model.fer_dim is 0 (the model takes no FER input)")

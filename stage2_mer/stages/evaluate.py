@@ -79,7 +79,7 @@ def predict_checkpoint(checkpoint: str | Path, train_cfg, args, table) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facialmmt-evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--utterances", required=True)

@@ -11,9 +11,10 @@ that stage). Writes ``<out>/<name>/<split>/`` feature folders (safetensors shard
 + ``meta.json``, see ``stage2_mer/features/SCHEMA.md``), where ``<name>`` is the extractor, and
 ``<out>/<name>/summary.json`` (also ``--summary``, a DVC metric): per split the utterance count,
 empty utterances, rows and lengths, FacialMMT's padding width ``mean3std_len`` (mean + 3 std of the
-train lengths; the trainer applies its own ``train.max_*_len``) and the extractor's contract. The throughput (faces/s, seconds of audio per second) is shown on the
-progress bar and logged. The visual stage reads the stage-1 face shards
-(``<faces>/<split>/``); the audio stage decodes the clips listed in the utterance table.
+train lengths; the trainer applies its own ``train.max_*_len``) and the extractor's contract. The
+throughput (faces/s, seconds of audio per second) is shown on the progress bar and logged. The
+visual stage reads the stage-1 face shards (``<faces>/<split>/``); the audio stage decodes the clips
+listed in the utterance table.
 
 A run owns ``--out``: while it runs, ``<out>/.run-in-progress.json`` holds the fingerprint of its
 inputs (section, input files, code; ``stage1_face_extraction.runstate``). A rerun after a kill
@@ -71,7 +72,7 @@ def _splits_of_faces(faces: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facialmmt-features", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt features", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml", help="params file (section `features.<modality>`)")
     ap.add_argument("--modality", required=True, choices=("visual", "audio"))
     ap.add_argument("--faces", help="visual: the extract_faces output folder (one sub-folder per split)")
@@ -154,8 +155,14 @@ def _fingerprint(args, cfg: FeatureStageConfig, jobs: dict) -> str:
     else:
         inputs = {"table": file_digest(args.utterances),
                   "clips": {s: stat_digest(path for _, path in items) for s, items in jobs.items()}}
-    return fingerprint({"modality": args.modality, "section": without_runtime(f"features.{args.modality}", to_dict(cfg)), "inputs": inputs,
-                        "code": package_code_digest(Path(__file__).resolve().parents[1] / "features")})
+    return fingerprint(
+        {
+            "modality": args.modality,
+            "section": without_runtime(f"features.{args.modality}", to_dict(cfg)),
+            "inputs": inputs,
+            "code": package_code_digest(Path(__file__).resolve().parents[1] / "features"),
+        }
+    )
 
 
 def _finished(folder: Path) -> bool:
@@ -196,7 +203,9 @@ def _run(args, cfg, ext, jobs: dict, out: Path, info: dict, unit: str, key: str)
         log.info("%s %s: %s; %.1f %s/s", args.modality, split, summary["splits"][split],
                  done["amount"] / max(wall, 1e-9), unit)
     base = lengths_by_split.get("train") or [n for ls in lengths_by_split.values() for n in ls]
-    summary["mean3std_len"] = length_cap([n for n in base if n > 0] or [1], "mean+3std")  # FacialMMT's cap, for reference
+    summary["mean3std_len"] = length_cap(
+        [n for n in base if n > 0] or [1], "mean+3std"
+    )  # FacialMMT's cap, for reference
     data = (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()  # deterministic: no wall times
     atomic_write_bytes(out / "summary.json", data)
     if args.summary:

@@ -8,7 +8,7 @@ The auxiliary facial-expression task trains on Aff-Wild2 (ABAW3 expression layou
 this project. So that the whole path runs on the demo, this stage takes up to
 ``affwild2_demo.faces_per_utterance`` crops of every TRAIN utterance with faces, labels them with
 the utterance's emotion and writes them in that layout (one "video" per utterance). On real MELD,
-point ``train``'s ``--affwild2`` at a real Aff-Wild2 folder instead (README).
+point ``train``'s ``--affwild2`` at a real Aff-Wild2 folder instead (docs/real-meld.md).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class AffWild2DemoConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facialmmt-make-affwild2", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m stage2_mer.stages.make_affwild2", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--utterances", required=True)
     ap.add_argument("--faces", required=True, help="the extract_faces output folder")

@@ -8,7 +8,8 @@ keep the best dev checkpoint.
 
 Reads the ``model``, ``fer`` (the facial-expression network) and ``train`` sections. ``--audio`` /
 ``--visual`` are feature folders of the features stage (``<folder>/<split>/``; lengths are capped
-by ``train.max_audio_len`` / ``train.max_visual_len``, from the train split for ``mean+3std``); ``--faces`` the stage-1 output (crops for the facial-expression network);
+by ``train.max_audio_len`` / ``train.max_visual_len``, from the train split for ``mean+3std``);
+``--faces`` the stage-1 output (crops for the facial-expression network);
 ``--affwild2`` an Aff-Wild2-layout folder for the auxiliary task. Each is needed only when the
 configured modalities use it. The demo's Aff-Wild2 stand-in (``make_affwild2``: MELD's own train
 faces labelled with their utterances' emotions) is refused unless ``--meld-root`` is the demo
@@ -93,10 +94,14 @@ def build_data(args, model_cfg, train_cfg, table):
     data = {}
     for split in ("train", "dev", "test"):
         data[split] = MELDDialogues(
-            table, split, tokenizer=tok,
+            table,
+            split,
+            tokenizer=tok,
             audio=FeatureReader(Path(args.audio) / split) if "A" in mods else None,
             visual=FeatureReader(Path(args.visual) / split) if "V" in mods else None,
-            faces=FaceShardReader(Path(args.faces) / split) if ("V" in mods and model_cfg.fer_dim > 0 and args.faces) else None,
+            faces=FaceShardReader(Path(args.faces) / split)
+            if ("V" in mods and model_cfg.fer_dim > 0 and args.faces)
+            else None,
             max_audio=caps.get("A"),
             max_visual=caps.get("V"),
         )
@@ -127,7 +132,7 @@ def input_record(args, model_cfg, train_cfg, train_data) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="facialmmt-train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="facialmmt train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--utterances", required=True)
     ap.add_argument("--audio", help="audio feature folder (<features>/audio/<name>)")

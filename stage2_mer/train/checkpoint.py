@@ -68,7 +68,9 @@ def save_checkpoint(folder: str | Path, model, model_config: dict, fer=None, fer
         (folder / "fer.safetensors").unlink(missing_ok=True)
     info = {"format": FORMAT, "model": model_config, "fer": fer_config if fer is not None else None,
             "labels": list(EMOTIONS), "version": stage2_mer.__version__, **meta}
-    atomic_write_bytes(folder / CHECKPOINT_JSON, (json.dumps(info, indent=2, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_bytes(
+        folder / CHECKPOINT_JSON, (json.dumps(info, indent=2, sort_keys=True, default=str) + "\n").encode()
+    )
     return folder
 
 

@@ -295,7 +295,9 @@ class Trainer:
                     if step % cfg.log_every == 0:
                         self._log({"step": step, "aux_loss": aux_loss})
                 if step % cfg.log_every == 0 and last:
-                    self._log({"epoch": epoch, "step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]})
+                    self._log(
+                        {"epoch": epoch, "step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]}
+                    )
                 if cfg.eval_every and last and step % cfg.eval_every == 0:
                     best, improved = self._validate(dev_ds, best, out_dir, epoch, step)
             best, improved = self._validate(dev_ds, best, out_dir, epoch, step)
@@ -310,8 +312,14 @@ class Trainer:
         from torch.utils.data import DataLoader
 
         cfg = self.cfg
-        loader = DataLoader(self.aux_data, batch_size=cfg.aux_batch, shuffle=True, drop_last=len(self.aux_data) > cfg.aux_batch,
-                            num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed))
+        loader = DataLoader(
+            self.aux_data,
+            batch_size=cfg.aux_batch,
+            shuffle=True,
+            drop_last=len(self.aux_data) > cfg.aux_batch,
+            num_workers=cfg.workers,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
         opt = torch.optim.AdamW(self.fer.parameters(), lr=cfg.aux_lr, weight_decay=0.0)
         if cfg.aux_schedule == "epoch_pass":  # FacialMMT: one whole pass over Aff-Wild2 per epoch
             n_aux = max(1, cfg.epochs * len(loader))
@@ -358,10 +366,18 @@ class Trainer:
             best["fer_filter"] = pred["fer_filter"]
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            save_checkpoint(out_dir, self.acc.unwrap_model(self.model), self.model_config,
-                            fer=self.acc.unwrap_model(self.fer) if self.fer is not None else None,
-                            fer_config=self.fer_config, metrics={k: m[k] for k in ("weighted_f1", "macro_f1", "accuracy")},
-                            epoch=epoch, step=step, seed=self.cfg.seed, **self.meta)
+            save_checkpoint(
+                out_dir,
+                self.acc.unwrap_model(self.model),
+                self.model_config,
+                fer=self.acc.unwrap_model(self.fer) if self.fer is not None else None,
+                fer_config=self.fer_config,
+                metrics={k: m[k] for k in ("weighted_f1", "macro_f1", "accuracy")},
+                epoch=epoch,
+                step=step,
+                seed=self.cfg.seed,
+                **self.meta,
+            )
         return best, True
 
     # -------------------------------------------------------------------------------- predict

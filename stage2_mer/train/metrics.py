@@ -31,7 +31,9 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
     y_true, y_pred = list(map(int, y_true)), list(map(int, y_pred))
     per = f1_score(y_true, y_pred, labels=idx, average=None, zero_division=0)
     return {
-        "weighted_f1": round(100.0 * float(f1_score(y_true, y_pred, labels=idx, average="weighted", zero_division=0)), 4),
+        "weighted_f1": round(
+            100.0 * float(f1_score(y_true, y_pred, labels=idx, average="weighted", zero_division=0)), 4
+        ),
         "macro_f1": round(100.0 * float(f1_score(y_true, y_pred, labels=idx, average="macro", zero_division=0)), 4),
         "accuracy": round(100.0 * float(accuracy_score(y_true, y_pred)), 4) if y_true else 0.0,
         "per_class_f1": {lab: round(100.0 * float(f), 4) for lab, f in zip(labels, per)},

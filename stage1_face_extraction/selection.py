@@ -18,9 +18,10 @@ Rules (all thresholds in :class:`SelectConfig`):
    ``min_speaking_named`` replaces ``min_speaking`` (an unsure speaking score is enough when the
    face is the named speaker's; 0: the name alone is enough); when no track has it,
    tracks known to be someone else are not eligible, nor tracks whose cluster is *likely* someone
-   else (``Track.extra["likely"]``: the identity step's best naming, too ambiguous for a name). Without names, candidates of different shots must look alike
-   (cosine similarity of their appearance descriptors >= ``min_same_person``, when descriptors are
-   given); those unlike the strongest candidate are dropped.
+   else (``Track.extra["likely"]``: the identity step's best naming, too ambiguous for a name).
+   Without names, candidates of different shots must look alike (cosine similarity of their
+   appearance descriptors >= ``min_same_person``, when descriptors are given);
+   those unlike the strongest candidate are dropped.
 4. Tracks shorter than ``min_track_frames`` are ignored; the selected frames are the union of the
    accepted tracks' frames (one track per frame), sampled uniformly to at most ``max_frames``.
 """
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stage1_face_extraction.types import Track
+from stage1_face_extraction.records import Track
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class SelectConfig:
     """``stage1.select`` section."""
 
     min_speaking: float = 0.5  # evidence a track needs to count as the speaker
-    min_speaking_named: float = 0.0  # the same for a track the identity step named as the speaker (0: the name is enough)
+    # the same for a track the identity step named as the speaker (0: the name is enough)
+    min_speaking_named: float = 0.0
     min_margin: float = 0.1  # over the runner-up in the same shot
     min_track_frames: int = 8
     min_same_person: float = 0.6  # cosine similarity of appearance descriptors across shots
