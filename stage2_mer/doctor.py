@@ -81,8 +81,9 @@ STAGE1_BENCHMARK = "benchmarks/results/stage1_speed_cpu2.json"
 
 def stage1_benchmark_run(path: Path, width: int, height: int, detector: str | None = None) -> dict | None:
     """The ``stage`` run of the benchmark JSON at ``path`` nearest to ``width`` x ``height`` in pixel
-    count, among the runs of ``detector`` when there are any (None when the file is absent or holds
-    no such run; a malformed file raises ValueError)."""
+    count, among the runs of ``detector`` when there are any, the newest (last in the file) of
+    equally near ones (None when the file is absent or holds no such run; a malformed file raises
+    ValueError)."""
     if not path.is_file():
         return None
     try:
@@ -95,7 +96,7 @@ def stage1_benchmark_run(path: Path, width: int, height: int, detector: str | No
     if not runs:
         return None
     runs = [r for r in runs if (r.get("config") or {}).get("detector", {}).get("name") == detector] or runs
-    return min(runs, key=lambda r: abs(math.log(r["width"] * r["height"] / (width * height))))
+    return min(reversed(runs), key=lambda r: abs(math.log(r["width"] * r["height"] / (width * height))))
 
 
 #: Fallback (no :data:`STAGE1_BENCHMARK`): stage 1 measured per part (``timings.jsonl`` of

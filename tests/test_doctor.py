@@ -284,6 +284,21 @@ def test_stage1_estimate_follows_the_benchmark_file(repo_root, small_demo, tmp_p
     assert absent > 0
 
 
+def test_stage1_benchmark_run_prefers_the_nearest_size_then_the_newest(tmp_path):
+    """Of several whole-stage runs the one nearest the clips' size counts, the newest of equals."""
+    def run(width, height, rtf, detector="mtcnn"):
+        return {"mode": "stage", "width": width, "height": height, "realtime_x": rtf, "workers": 2,
+                "config": {"detector": {"name": detector}}}
+
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"runs": [run(1280, 720, 0.8), run(640, 360, 3.0), run(1280, 720, 1.3),
+                                         run(1280, 720, 2.0, "yunet")]}))
+    assert doctor.stage1_benchmark_run(path, 1280, 720, "mtcnn")["realtime_x"] == 1.3
+    assert doctor.stage1_benchmark_run(path, 640, 360, "mtcnn")["realtime_x"] == 3.0
+    assert doctor.stage1_benchmark_run(path, 1280, 720, "yunet")["realtime_x"] == 2.0
+    assert doctor.stage1_benchmark_run(path, 1280, 720, "scrfd")["realtime_x"] == 2.0  # no such runs: all of them
+
+
 def test_committed_stage1_benchmark_is_read(repo_root):
     """The committed benchmark file parses and has a whole-stage run at MELD's 1280x720."""
     run = doctor.stage1_benchmark_run(repo_root / doctor.STAGE1_BENCHMARK, 1280, 720)
