@@ -35,7 +35,16 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-dialogues", type=int, default=4)
     ap.add_argument("--lr-encoder", type=float, default=4e-5)
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--max-utterances", type=int, default=64, help="at most this many utterances per batch")
     ap.add_argument("--max-tokens", type=int, default=512)
+    ap.add_argument("--context", default="dialogue",
+                    help="text context: dialogue (one row per dialogue, past and future turns) or past:N "
+                         "(one row per utterance: the utterance first, then its N previous turns)")
+    ap.add_argument("--text-pool", default="span", choices=("span", "mean", "cls"),
+                    help="per utterance: its span's tokens (additive pooling), their mean, or the row's [CLS] "
+                         "(cls needs --context past:N)")
+    ap.add_argument("--warmup", type=float, default=0.1, help="share of the optimizer steps")
+    ap.add_argument("--no-speaker-names", action="store_true", help="the utterance text without 'Name: '")
     ap.add_argument("--hidden", type=int, default=256, help="width of the new layers")
     ap.add_argument("--seed", type=int, default=1111)
     ap.add_argument("--limit-dialogues", type=int, help="train on the first N dialogues only (smoke runs)")
@@ -45,6 +54,10 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
+    if args.text_pool == "cls" and args.context == "dialogue":
+        print("--text-pool cls needs --context past:N (with dialogue context all utterances share the [CLS])",
+              file=sys.stderr)
+        return 2
     if not (args.csv_dir / "train_sent_emo.csv").is_file():
         print(f"no MELD CSVs in {args.csv_dir}", file=sys.stderr)
         return 2
@@ -66,19 +79,21 @@ def main(argv=None) -> int:
     max_pos = int(
         getattr(AutoConfig.from_pretrained(args.encoder, local_files_only=True), "max_position_embeddings", 512)
     )
-    dtok = DialogueTokenizer(tok, max_tokens=min(args.max_tokens, max_pos), speaker_names=True)
+    dtok = DialogueTokenizer(tok, max_tokens=min(args.max_tokens, max_pos), speaker_names=not args.no_speaker_names,
+                             context=args.context)
     if args.limit_dialogues:
         keep = table[(table["split"] != "train") | (table["dialogue_id"] < args.limit_dialogues)]
         table = keep
     data = {s: MELDDialogues(table, s, tokenizer=dtok) for s in ("train", "dev", "test")}
     print("dialogues: " + ", ".join(f"{s} {len(d)}" for s, d in data.items()), flush=True)
-    cfg = ModelConfig(modalities="T", text_encoder=str(args.encoder), hidden=args.hidden, heads=4,
-                      cross_heads=4, ffn=4 * args.hidden, num_labels=len(EMOTIONS))
+    cfg = ModelConfig(modalities="T", text_encoder=str(args.encoder), text_pool=args.text_pool, hidden=args.hidden,
+                      heads=4, cross_heads=4, ffn=4 * args.hidden, num_labels=len(EMOTIONS))
     torch.manual_seed(args.seed)
     model = create_model(cfg)
-    tcfg = TrainConfig(epochs=args.epochs, batch_dialogues=args.batch_dialogues, lr_encoder=args.lr_encoder, lr=args.lr,
-                       seed=args.seed, max_tokens=args.max_tokens, speaker_names=True, patience=2, aux_ratio=0.0,
-                       log_every=100)
+    tcfg = TrainConfig(epochs=args.epochs, batch_dialogues=args.batch_dialogues, max_utterances=args.max_utterances,
+                       lr_encoder=args.lr_encoder, lr=args.lr, warmup=args.warmup, seed=args.seed,
+                       max_tokens=args.max_tokens, speaker_names=not args.no_speaker_names, text_context=args.context,
+                       patience=2, aux_ratio=0.0, log_every=100)
     out = args.out or Path(tempfile.mkdtemp(prefix="meld_text_"))
     trainer = Trainer(model, tcfg, model_config=cfg.to_dict(), pad_id=dtok.pad)
     best = trainer.fit(data["train"], data["dev"], out)

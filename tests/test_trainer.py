@@ -209,6 +209,9 @@ def test_linear_warmup_decay_values():
         {"aux_schedule": "pass"},
         {"aux_augment": "original"},
         {"preset": "paper"},
+        {"text_context": "past"},
+        {"text_context": "past:-1"},
+        {"text_context": "whole"},
     ],
 )
 def test_bad_train_config_raises(kw):
@@ -219,6 +222,7 @@ def test_bad_train_config_raises(kw):
 def test_good_train_config_accepted():
     cfg = TrainConfig(precision="bf16", warmup=0.0, aux_ratio=0.0, patience=1)
     assert cfg.precision == "bf16" and cfg.patience == 1
+    assert TrainConfig().text_context == "dialogue" and TrainConfig(text_context="past:3").text_context == "past:3"
 
 
 # ---------------------------------------------------------------------------------- predict

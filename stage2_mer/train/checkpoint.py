@@ -110,6 +110,7 @@ def load_state(module, path: str | Path) -> None:
 _RECORDED = (
     ("text", "max_tokens", "max_tokens"),
     ("text", "speaker_names", "speaker_names"),
+    ("text", "context", "text_context"),
     ("audio", "max_len", "max_audio_len"),
     ("visual", "max_len", "max_visual_len"),
     ("fer_filter", "tau", "fer_tau"),
