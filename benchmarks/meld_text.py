@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-speaker-names", action="store_true", help="the utterance text without 'Name: '")
     ap.add_argument("--hidden", type=int, default=256, help="width of the new layers")
     ap.add_argument("--seed", type=int, default=1111)
+    ap.add_argument("--seeds", help="comma-separated seeds, one run each (e.g. 1111,2222,3333): each run's figures "
+                                    "and the mean +- std of test weighted F1 (replaces --seed)")
+    ap.add_argument("--patience", type=int, default=2, help="epochs without a better dev weighted F1 before stopping")
     ap.add_argument("--limit-dialogues", type=int, help="train on the first N dialogues only (smoke runs)")
     ap.add_argument("--out", type=Path, help="checkpoint folder (default: a temp folder)")
     ap.add_argument("--json", type=Path, help="also write the test metrics here")
@@ -88,33 +91,48 @@ def main(argv=None) -> int:
     print("dialogues: " + ", ".join(f"{s} {len(d)}" for s, d in data.items()), flush=True)
     cfg = ModelConfig(modalities="T", text_encoder=str(args.encoder), text_pool=args.text_pool, hidden=args.hidden,
                       heads=4, cross_heads=4, ffn=4 * args.hidden, num_labels=len(EMOTIONS))
-    torch.manual_seed(args.seed)
-    model = create_model(cfg)
-    tcfg = TrainConfig(epochs=args.epochs, batch_dialogues=args.batch_dialogues, max_utterances=args.max_utterances,
-                       lr_encoder=args.lr_encoder, lr=args.lr, warmup=args.warmup, seed=args.seed,
-                       max_tokens=args.max_tokens, speaker_names=not args.no_speaker_names, text_context=args.context,
-                       patience=2, aux_ratio=0.0, log_every=100)
-    out = args.out or Path(tempfile.mkdtemp(prefix="meld_text_"))
-    trainer = Trainer(model, tcfg, model_config=cfg.to_dict(), pad_id=dtok.pad)
-    best = trainer.fit(data["train"], data["dev"], out)
     from stage2_mer.train.checkpoint import load_state
 
-    load_state(trainer.acc.unwrap_model(trainer.model), out / "model.safetensors")
-    pred = trainer.predict(data["test"])
-    m = classification_metrics(pred["labels"], pred["predictions"])
-    wall = time.perf_counter() - t0
-    print(f"best dev weighted F1 {best['weighted_f1']:.2f} (epoch {best['epoch']})")
-    print(f"TEST weighted F1 {m['weighted_f1']:.2f}  macro F1 {m['macro_f1']:.2f}  accuracy {m['accuracy']:.2f}  "
-          f"({m['n']} utterances)")
-    print("per-class F1: " + ", ".join(f"{k} {v:.1f}" for k, v in m["per_class_f1"].items()))
-    print(f"wall time {wall / 60:.1f} min, torch threads {torch.get_num_threads()}")
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    runs = []
+    for seed in seeds:
+        t1 = time.perf_counter()
+        torch.manual_seed(seed)
+        model = create_model(cfg)
+        tcfg = TrainConfig(epochs=args.epochs, batch_dialogues=args.batch_dialogues,
+                           max_utterances=args.max_utterances, lr_encoder=args.lr_encoder, lr=args.lr,
+                           warmup=args.warmup, seed=seed, max_tokens=args.max_tokens,
+                           speaker_names=not args.no_speaker_names, text_context=args.context,
+                           patience=args.patience, aux_ratio=0.0, log_every=100)
+        out = (args.out / f"seed-{seed}" if args.out and len(seeds) > 1 else args.out) or Path(
+            tempfile.mkdtemp(prefix="meld_text_"))
+        curve = []  # the dev weighted F1 after every epoch
+        trainer = Trainer(model, tcfg, model_config=cfg.to_dict(), pad_id=dtok.pad,
+                          on_log=lambda r: curve.append(round(r["dev_weighted_f1"], 2)) if "dev_weighted_f1" in r
+                          else None)
+        best = trainer.fit(data["train"], data["dev"], out)
+        load_state(trainer.acc.unwrap_model(trainer.model), out / "model.safetensors")
+        pred = trainer.predict(data["test"])
+        m = classification_metrics(pred["labels"], pred["predictions"])
+        wall = time.perf_counter() - t1 + (t1 - t0 if not runs else 0.0)  # the first run also pays the setup
+        print(f"seed {seed}: dev weighted F1 by epoch {curve}")
+        print(f"seed {seed}: best dev weighted F1 {best['weighted_f1']:.2f} (epoch {best['epoch']})")
+        print(f"seed {seed}: TEST weighted F1 {m['weighted_f1']:.2f}  macro F1 {m['macro_f1']:.2f}  "
+              f"accuracy {m['accuracy']:.2f}  ({m['n']} utterances)")
+        print(f"seed {seed}: per-class F1: " + ", ".join(f"{k} {v:.1f}" for k, v in m["per_class_f1"].items()))
+        print(f"seed {seed}: wall time {wall / 60:.1f} min, torch threads {torch.get_num_threads()}", flush=True)
+        runs.append({"seed": seed, "test": m, "dev": best, "dev_curve": curve, "wall_s": wall})
+    import numpy as np
+
+    f1 = np.array([r["test"]["weighted_f1"] for r in runs])
+    print(f"TEST weighted F1 mean {f1.mean():.2f} +- {f1.std():.2f} over seeds {seeds}: "
+          + ", ".join(f"{x:.2f}" for x in f1) + f"; wall per seed max {max(r['wall_s'] for r in runs) / 60:.1f} min")
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"test": m, "dev": best, "wall_s": wall, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2
-            )
-            + "\n"
-        )
+        res = {"test_weighted_f1_mean": float(f1.mean()), "test_weighted_f1_std": float(f1.std()), "runs": runs,
+               "args": {k: str(v) for k, v in vars(args).items()}}
+        if len(runs) == 1:  # the single-run layout of before
+            res.update(test=runs[0]["test"], dev=runs[0]["dev"], wall_s=runs[0]["wall_s"])
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
     return 0
 
 
