@@ -37,7 +37,7 @@ WORDS = ("oh", "my", "god", "i", "can", "not", "believe", "it", "you", "are", "s
 TEXT, SPEAKER = "oh my god i can not believe it", "Rachel"
 CONTEXT = [("Ross", "what is that")]
 INPUTS = {  # what the train stage records (stages.train.input_record)
-    "text": {"max_tokens": 120, "speaker_names": True, "context": "dialogue"},
+    "text": {"max_tokens": 120, "speaker_names": True},
     "audio": {"extractor": "fbank", "options": {"num_mel_bins": 16}, "dtype": "float16", "dim": 16, "max_len": 40},
     "visual": {"extractor": "dlib_resnet", "options": {}, "dtype": "float16", "dim": 128, "max_len": 6},
     "fer_filter": {"tau": 1.0, "threshold": 0.2, "samples": 0},

@@ -118,8 +118,9 @@ def input_record(args, model_cfg, train_cfg, train_data) -> dict:
     mods = set(model_cfg.modalities.split("+"))
     rec: dict = {}
     if "T" in mods:
-        rec["text"] = {"max_tokens": train_cfg.max_tokens, "speaker_names": train_cfg.speaker_names,
-                       "context": train_cfg.text_context}
+        rec["text"] = {"max_tokens": train_cfg.max_tokens, "speaker_names": train_cfg.speaker_names}
+        if train_cfg.text_context != "dialogue":  # recorded when not the default (checkpoint_data_settings)
+            rec["text"]["context"] = train_cfg.text_context
     if "V" in mods and model_cfg.fer_dim > 0:
         rec["fer_filter"] = {"tau": train_cfg.fer_tau, "threshold": train_cfg.fer_threshold,
                              "samples": train_cfg.fer_samples}

@@ -122,8 +122,11 @@ _RECORDED = (
 def checkpoint_data_settings(info: dict) -> dict[str, Any]:
     """The ``train`` values a checkpoint's ``inputs`` record fixes (only those it records)."""
     inputs = info.get("inputs") or {}
-    return {key: inputs[rec][sub] for rec, sub, key in _RECORDED
-            if isinstance(inputs.get(rec), dict) and inputs[rec].get(sub) is not None}
+    out = {key: inputs[rec][sub] for rec, sub, key in _RECORDED
+           if isinstance(inputs.get(rec), dict) and inputs[rec].get(sub) is not None}
+    if isinstance(inputs.get("text"), dict):
+        out.setdefault("text_context", "dialogue")  # recorded only when not the default (and before it existed)
+    return out
 
 
 def checkpoint_train_config(cfg, info: dict, where: str | Path = "checkpoint"):
