@@ -22,7 +22,10 @@ Why the defaults give 60.22 (issue 19, item 8; measured on the real tables, ``--
 * UNDER-TRAINING (the cause): a step is 4 whole dialogues (~38 utterances; 261 steps per epoch,
   1,827 in 7 epochs) at lr 4e-5, and the best dev epoch of the 60.22 run was the LAST one. Short
   runs: defaults 43.68 / 45.11 (test 50.70); ``--lr-encoder 1e-4`` 47.50 / 49.91; one dialogue per
-  step (``--batch-dialogues 1``, 4x the steps) 47.82 after epoch 1.
+  step (``--batch-dialogues 1``, 4x the steps) 47.82 after epoch 1. ``--lr-encoder 2e-4`` is too
+  much: after epoch 1 it predicts neutral only (dev 25.23).
+* NOT the pooling: the span's additive pooling is the best of the three; ``--text-pool mean``
+  29.60 / 40.12 (test 45.68).
 * ``--context past:3`` (a row per utterance, the utterance first, its 3 previous turns after it,
   as a plain fine-tune) costs ~4x the CPU of ``dialogue`` per epoch (~7 against ~1.9 CPU-minutes
   for the 300 dialogues: a row of ~60 tokens per utterance instead of one row of ~145 per ~10
