@@ -24,7 +24,9 @@ Why the defaults give 60.22 (issue 19, item 8; measured on the real tables, ``--
   runs (dev after epoch 1 / 2, test): defaults 43.68 / 45.11, 50.70; one dialogue per step
   (``--batch-dialogues 1``, 4x the steps) 47.82 / 51.37, 55.91; ``--lr-encoder 1e-4`` 47.50 /
   49.91, 54.88; ``--lr-encoder 2e-4`` is too much (neutral only after epoch 1: 25.23 / 46.43, 51.81).
-  One epoch of 200 dialogues: the default batch still predicts neutral only (dev 25.23, 50 steps),
+  ``--batch-dialogues 2`` 46.60 / 48.31, 54.95; ``--batch-dialogues 1 --lr-encoder 8e-5`` 50.66 /
+  53.51, 56.53 (a small gain over 4e-5 at one dialogue per step, where the short runs favour larger
+  updates most). One epoch of 200 dialogues: the default batch still predicts neutral only (dev 25.23, 50 steps),
   one dialogue per step reaches 42.06 (199 steps).
 * NOT the pooling: the span's additive pooling is the best of the three; ``--text-pool mean``
   29.60 / 40.12 (test 45.68).
@@ -48,7 +50,8 @@ Expected: the dev curve (printed per epoch) peaking before the last epoch and te
 well above 60.22; the goal is >= 63.0 as the mean of the 3 seeds, each seed <= 60 minutes ("wall
 time" per seed). If the first epoch takes more than ~9.5 minutes, the same-cost alternative is the
 default batch with the larger encoder learning rate, ``--lr-encoder 1e-4 --epochs 7`` (~51 minutes
-per seed, as the 60.22 run).
+per seed, as the 60.22 run); the other candidate is ``--batch-dialogues 1 --lr-encoder 8e-5
+--epochs 6``.
 """
 
 from __future__ import annotations
