@@ -120,3 +120,62 @@ def test_sampler_batches_whole_dialogues() -> None:
         s.set_epoch(epoch)
         orders.add(tuple(map(tuple, s)))
     assert len(orders) > 1, "epochs reshuffle"
+
+
+def test_past_context_rows_bert(bert_tok) -> None:
+    utts = ["hello there", "how are you", "fine", "good to hear"]
+    dt = DialogueTokenizer(bert_tok, max_tokens=64, context="past:2")
+    enc = dt.encode(utts)
+    assert enc.input_ids == [] and len(enc.rows) == 4 and enc.span_rows() == [0, 1, 2, 3]
+    assert enc.token_rows() is enc.rows and enc.truncated == 0
+    cls, sep = bert_tok.cls_token_id, bert_tok.sep_token_id
+
+    def piece(t):
+        return bert_tok(t, add_special_tokens=False)["input_ids"]
+
+    for i, (row, (s, e)) in enumerate(zip(enc.rows, enc.spans)):
+        want = [cls, *piece(utts[i]), sep]  # the utterance first ...
+        for c in utts[max(0, i - 2): i]:  # ... then its 2 previous turns, oldest first
+            want += [*piece(c), sep]
+        assert row == want, i
+        assert (s, e) == (1, 1 + len(piece(utts[i])))
+    # dialogue context keeps the one-row layout
+    one = DialogueTokenizer(bert_tok, max_tokens=64).encode(utts)
+    assert one.rows == [] and one.token_rows() == [one.input_ids] and one.span_rows() == [0, 0, 0, 0]
+
+
+def test_past_context_truncation_and_specs(bert_tok) -> None:
+    utts = ["one two three four five six", "yes", "a b c", "really"]
+    n = [len(bert_tok(t, add_special_tokens=False)["input_ids"]) for t in utts]
+    budget = 2 + n[3] + (n[2] + 1) + 1  # room for the last utterance, its previous turn and one token
+    enc = DialogueTokenizer(bert_tok, max_tokens=budget, context="past:3").encode(utts)
+    assert all(len(r) <= budget for r in enc.rows)
+    assert enc.rows[3][enc.spans[3][1] + 1:] == [*bert_tok("a b c", add_special_tokens=False)["input_ids"],
+                                                 bert_tok.sep_token_id], "the oldest turns go first"
+    cut = DialogueTokenizer(bert_tok, max_tokens=5, context="past:1").encode(utts)
+    assert [e - s for s, e in cut.spans] == [min(k, 3) for k in n] and cut.truncated > 0
+    past0 = DialogueTokenizer(bert_tok, max_tokens=64, context="past:0").encode(utts)
+    assert [len(r) for r in past0.rows] == [k + 2 for k in n]
+    for bad in ("past", "past:-1", "future:2", "dialog", 3):
+        with pytest.raises(ValueError, match="context"):
+            DialogueTokenizer(bert_tok, context=bad)
+
+
+def test_past_context_roberta_items_and_collate(roberta_tok) -> None:
+    dt = DialogueTokenizer(roberta_tok, max_tokens=64, speaker_names=True, context="past:1")
+    enc = dt.encode(["hi", "fine thanks"], ["ross", "rachel"])
+    assert enc.rows[1] == [0, *roberta_tok.convert_tokens_to_ids(["rachel", ":", "fine", "thanks"]), 2, 2,
+                           *roberta_tok.convert_tokens_to_ids(["ross", ":", "hi"]), 2]
+    ds = MELDDialogues(_table(), "train", dt)
+    items = [ds[0], ds[1]]
+    assert items[0].input_ids is None and len(items[0].token_rows) == 3
+    b = collate(items, pad_id=1)
+    assert b["input_ids"].shape[0] == 5, "one row per utterance"
+    assert b["utt_dialogue"].tolist() == [0, 1, 2, 3, 4]
+    rows = items[0].token_rows + items[1].token_rows
+    spans = items[0].spans + items[1].spans
+    for u, (s, e) in enumerate(spans):
+        assert b["utt_start"][u] == s and b["utt_end"][u] == e
+        assert b["input_ids"][u, : len(rows[u])].tolist() == rows[u]
+        assert int(b["attention_mask"][u].sum()) == len(rows[u])
+        assert (b["input_ids"][u, len(rows[u]):] == 1).all()

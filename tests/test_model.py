@@ -380,3 +380,36 @@ def test_text_dim_proj_false_needs_matching_width():
     assert isinstance(model.text_proj, torch.nn.Identity)
     with pytest.raises(ValueError, match="text_dim_proj"):
         create_model(tiny("T", text_dim_proj=False, hidden=64))
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_text_pool_mean_and_cls(pool, dialogues):
+    model = model_for("T", text_pool=pool)
+    batch = collate(dialogues, extra=2)
+    args = [batch[k] for k in ("input_ids", "attention_mask", "utt_dialogue", "utt_start", "utt_end")]
+    with torch.no_grad():
+        text, tmask = model.encode_text(*args)
+        hidden = model.text_encoder(input_ids=batch["input_ids"],
+                                    attention_mask=batch["attention_mask"].long()).last_hidden_state
+    u = len(batch["utt_dialogue"])
+    assert text.shape == (u, 1, 32) and tmask.shape == (u, 1) and bool(tmask.all())
+    for k in range(u):
+        row, s, e = (int(batch[key][k]) for key in ("utt_dialogue", "utt_start", "utt_end"))
+        want = hidden[row, s:e].mean(0) if pool == "mean" else hidden[row, 0]
+        assert torch.allclose(text[k, 0], model.text_proj(want), atol=1e-5), k
+    # an empty span is masked (the classifier then sees only its bias)
+    batch["utt_end"] = batch["utt_start"].clone()
+    with torch.no_grad():
+        logits = model(batch)
+    assert torch.allclose(logits, model.classifier.bias.expand_as(logits))
+
+
+def test_text_pool_span_is_the_default_and_bad_values_fail(dialogues):
+    assert ModelConfig().text_pool == "span"
+    with pytest.raises(ConfigError, match="text_pool"):
+        tiny("T", text_pool="max")
+    span, mean = model_for("T"), model_for("T", text_pool="mean")
+    batch = collate(dialogues)
+    args = [batch[k] for k in ("input_ids", "attention_mask", "utt_dialogue", "utt_start", "utt_end")]
+    with torch.no_grad():
+        assert span.encode_text(*args)[0].shape[1] > 1 and mean.encode_text(*args)[0].shape[1] == 1

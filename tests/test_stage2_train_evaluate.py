@@ -152,7 +152,7 @@ def test_evaluate_uses_the_checkpoints_data_settings(corpus: dict, trained: dict
     assert info["inputs"]["fer_filter"] == {"tau": 1.0, "threshold": 0.2, "samples": 0}
     assert info["inputs"]["text"] == {"max_tokens": 120, "speaker_names": True}
     changed = {"speaker_names": False, "max_tokens": 40, "max_visual_len": 2, "max_audio_len": 3,
-               "fer_threshold": 0.9, "fer_tau": 3.0, "fer_samples": 2}
+               "fer_threshold": 0.9, "fer_tau": 3.0, "fer_samples": 2, "text_context": "past:1"}
     other = _write_params(tmp_path / "other", corpus["params"], **changed)
     same = _evaluate(corpus, trained["params"], ckpt, tmp_path / "same")
     with caplog.at_level(logging.WARNING):

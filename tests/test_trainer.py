@@ -209,6 +209,9 @@ def test_linear_warmup_decay_values():
         {"aux_schedule": "pass"},
         {"aux_augment": "original"},
         {"preset": "paper"},
+        {"text_context": "past"},
+        {"text_context": "past:-1"},
+        {"text_context": "whole"},
     ],
 )
 def test_bad_train_config_raises(kw):
@@ -219,6 +222,19 @@ def test_bad_train_config_raises(kw):
 def test_good_train_config_accepted():
     cfg = TrainConfig(precision="bf16", warmup=0.0, aux_ratio=0.0, patience=1)
     assert cfg.precision == "bf16" and cfg.patience == 1
+    assert TrainConfig().text_context == "dialogue" and TrainConfig(text_context="past:3").text_context == "past:3"
+
+
+def test_checkpoint_records_the_text_context(caplog):
+    """A checkpoint with a text record but no context was trained with the whole dialogue (the only
+    layout before train.text_context, and the default, which is not written)."""
+    from stage2_mer.train.checkpoint import checkpoint_data_settings, checkpoint_train_config
+
+    assert checkpoint_data_settings({"inputs": {"text": {"max_tokens": 9}}})["text_context"] == "dialogue"
+    assert checkpoint_data_settings({"inputs": {"text": {"context": "past:2"}}})["text_context"] == "past:2"
+    assert "text_context" not in checkpoint_data_settings({"inputs": {"audio": {"max_len": 3}}})
+    cfg, diffs = checkpoint_train_config(TrainConfig(text_context="past:3"), {"inputs": {"text": {"max_tokens": 9}}})
+    assert cfg.text_context == "dialogue" and diffs["text_context"] == ("past:3", "dialogue")
 
 
 # ---------------------------------------------------------------------------------- predict

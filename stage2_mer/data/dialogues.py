@@ -9,8 +9,9 @@ modality is optional (a text-only model needs no feature folder).
 :func:`collate` pads a list of items into the batch dict of ``stage2_mer.model`` (masks are bool,
 True = valid)::
 
-    input_ids (B, T) long, attention_mask (B, T) bool      one row per dialogue
-    utt_dialogue (U,) long, utt_start (U,), utt_end (U,)   each utterance's dialogue row and span
+    input_ids (B, T) long, attention_mask (B, T) bool      token rows: one per dialogue (text context
+                                                           "dialogue") or one per utterance ("past:N")
+    utt_dialogue (U,) long, utt_start (U,), utt_end (U,)   each utterance's row and span in it
     audio (U, La, Da) float, audio_mask (U, La) bool
     visual (U, Lv, Dv) float, visual_mask (U, Lv) bool
     faces (N, S, S, 3) uint8, face_index (N, 2) long       the real face crops and their (utt, row)
@@ -44,6 +45,7 @@ class DialogueItem:
     labels: list[int]
     input_ids: list[int] | None = None
     spans: list[tuple[int, int]] | None = None
+    token_rows: list[list[int]] | None = None  # text context past:N: one row per utterance (input_ids None)
     audio: list[np.ndarray] | None = None  # per utterance (La_i, Da) float32
     visual: list[np.ndarray] | None = None  # per utterance (Lv_i, Dv) float32
     faces: list[np.ndarray] | None = None  # per utterance (Lv_i, S, S, 3) uint8
@@ -93,7 +95,11 @@ class MELDDialogues:
         item = DialogueItem(f"{self.split}/dia{dia}", [r.utt_id for r in rows], [int(r.label) for r in rows])
         if self.tokenizer is not None:
             enc = self.tokenizer.encode([r.text for r in rows], [r.speaker for r in rows])
-            item.input_ids, item.spans = enc.input_ids, enc.spans
+            item.spans = enc.spans
+            if enc.rows:
+                item.token_rows = enc.rows
+            else:
+                item.input_ids = enc.input_ids
         if self.audio is not None:
             item.audio = [self.audio.read(u)[: self.max_audio] for u in item.utt_ids]
         if self.visual is not None:
@@ -128,14 +134,26 @@ def collate(items: Sequence[DialogueItem], pad_id: int = 0):
     out["utt_ids"] = [u for it in items for u in it.utt_ids]
     out["labels"] = torch.tensor([lab for it in items for lab in it.labels], dtype=torch.long)
     out["utt_dialogue"] = torch.tensor(utt_dialogue, dtype=torch.long)
-    if items[0].input_ids is not None:
-        t = max(len(it.input_ids) for it in items)
-        ids = torch.full((len(items), t), pad_id, dtype=torch.long)
-        att = torch.zeros((len(items), t), dtype=torch.bool)
-        for b, it in enumerate(items):
-            ids[b, : len(it.input_ids)] = torch.tensor(it.input_ids)
-            att[b, : len(it.input_ids)] = True
+    if items[0].input_ids is not None or items[0].token_rows is not None:
+        rows: list[list[int]] = []  # R token rows (R = B dialogues, or U utterances with token_rows)
+        utt_row: list[int] = []  # (U,) row of each utterance
+        for it in items:
+            if it.token_rows is not None:  # one row per utterance
+                if len(it.token_rows) != len(it.utt_ids):
+                    raise ValueError(f"{it.key}: {len(it.token_rows)} token rows for {len(it.utt_ids)} utterances")
+                utt_row.extend(range(len(rows), len(rows) + len(it.token_rows)))
+                rows.extend(it.token_rows)
+            else:
+                utt_row.extend([len(rows)] * len(it.utt_ids))
+                rows.append(it.input_ids)
+        t = max(len(r) for r in rows)
+        ids = torch.full((len(rows), t), pad_id, dtype=torch.long)  # (R, T)
+        att = torch.zeros((len(rows), t), dtype=torch.bool)  # (R, T)
+        for b, r in enumerate(rows):
+            ids[b, : len(r)] = torch.tensor(r)
+            att[b, : len(r)] = True
         out["input_ids"], out["attention_mask"] = ids, att
+        out["utt_dialogue"] = torch.tensor(utt_row, dtype=torch.long)  # (U,) row in input_ids
         out["utt_start"] = torch.tensor([s for it in items for s, _ in it.spans], dtype=torch.long)
         out["utt_end"] = torch.tensor([e for it in items for _, e in it.spans], dtype=torch.long)
     for key in ("audio", "visual"):

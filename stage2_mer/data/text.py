@@ -9,34 +9,74 @@ RoBERTa-style ``<s> u1 </s></s> u2 </s> ...`` when the tokenizer puts two separa
 segments of a pair. When the dialogue is longer than ``max_tokens``, tokens are removed from the end
 of the currently longest utterance until it fits (FacialMMT's rule; every utterance keeps at
 least one token). ``speaker_names`` prefixes each utterance with ``"Name: "``.
+
+``context`` chooses what the encoder sees around each utterance:
+
+* ``"dialogue"`` (default): the layout above, ONE row per dialogue (past and future turns).
+* ``"past:N"``: ONE row PER UTTERANCE, the utterance FIRST and then its up to ``N`` previous turns
+  in dialogue order, ``[CLS] u_i [SEP] u_{i-N} [SEP] ... u_{i-1} [SEP]`` (RoBERTa: double
+  separators between segments), like a plain per-utterance fine-tune with context; the row's first
+  token is then the utterance's own [CLS]. Over ``max_tokens``, the oldest context turns go first,
+  then the end of the utterance. ``past:0`` is the utterance alone. Costs ~N+1 times the tokens
+  of ``dialogue`` per epoch.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["DialogueTokens", "DialogueTokenizer", "word_level_tokenizer", "ROBERTA_SPECIALS"]
+__all__ = ["DialogueTokens", "DialogueTokenizer", "word_level_tokenizer", "ROBERTA_SPECIALS", "parse_context"]
 
 ROBERTA_SPECIALS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
 
 
+def parse_context(spec: str) -> int | None:
+    """``"dialogue"`` -> None (whole dialogue, one row); ``"past:N"`` -> N (one row per utterance
+    with its N previous turns, N >= 0); anything else raises ``ValueError``."""
+    if spec == "dialogue":
+        return None
+    m = re.fullmatch(r"past:(\d+)", str(spec).strip()) if isinstance(spec, str) else None
+    if m is None:
+        raise ValueError(f"text context must be 'dialogue' or 'past:N' (N >= 0), got {spec!r}")
+    return int(m.group(1))
+
+
 @dataclass
 class DialogueTokens:
-    """``input_ids`` (T,), and per utterance its span ``[start, end)`` of content tokens."""
+    """Token rows and, per utterance, its span ``[start, end)`` of content tokens.
+
+    ``context: dialogue``: ``input_ids`` (T,) is the dialogue's one row, ``rows`` is empty.
+    ``context: past:N``: ``rows`` holds one row per utterance (utterance u's span lies in
+    ``rows[u]``) and ``input_ids`` is empty. :meth:`token_rows` / :meth:`span_rows` give both cases
+    one shape.
+    """
 
     input_ids: list[int]
     spans: list[tuple[int, int]]
     truncated: int  # tokens removed to fit max_tokens
+    rows: list[list[int]] = field(default_factory=list)
+
+    def token_rows(self) -> list[list[int]]:
+        """The token rows: ``rows``, or ``[input_ids]``."""
+        return self.rows if self.rows else [self.input_ids]
+
+    def span_rows(self) -> list[int]:
+        """Per utterance, the index of its row in :meth:`token_rows`."""
+        return list(range(len(self.spans))) if self.rows else [0] * len(self.spans)
 
 
 class DialogueTokenizer:
     """Wraps a transformers tokenizer: ``encode(utterances, speakers) -> DialogueTokens``."""
 
-    def __init__(self, tokenizer, max_tokens: int = 512, speaker_names: bool = False) -> None:
+    def __init__(self, tokenizer, max_tokens: int = 512, speaker_names: bool = False,
+                 context: str = "dialogue") -> None:
         self.tok = tokenizer
         self.max_tokens = int(max_tokens)
         self.speaker_names = bool(speaker_names)
+        self.context = context
+        self.past = parse_context(context)  # None: whole dialogue
         cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         if cls is None or sep is None:
@@ -55,6 +95,8 @@ class DialogueTokenizer:
             texts = [f"{s}: {u}" for s, u in zip(speakers, texts)]
         pieces = [self.tok(t, add_special_tokens=False)["input_ids"] or [self.tok.unk_token_id or self.pad]
                   for t in texts]
+        if self.past is not None:
+            return self._encode_past(pieces, self.past)
         specials = 2 + self.per_utt * (len(pieces) - 1)  # cls + last sep + separators between
         budget = self.max_tokens - specials
         if budget < len(pieces):
@@ -75,6 +117,29 @@ class DialogueTokenizer:
             spans.append((start, len(ids)))
             ids.append(self.sep)
         return DialogueTokens(ids, spans, truncated)
+
+    def _encode_past(self, pieces: list[list[int]], n: int) -> DialogueTokens:
+        """One row per utterance: ``[CLS] u_i [SEP] u_{i-n} [SEP] ... u_{i-1} [SEP]`` (module doc)."""
+        rows, spans, truncated = [], [], 0
+        for i, own in enumerate(pieces):
+            ctx = pieces[max(0, i - n): i]  # oldest first
+            cost = 2 + len(own) + sum(self.per_utt + len(c) for c in ctx)  # cls + sep, per context turn
+            while ctx and cost > self.max_tokens:  # the oldest turn goes first
+                cost -= self.per_utt + len(ctx[0])
+                truncated += len(ctx[0])
+                ctx = ctx[1:]
+            keep = min(len(own), self.max_tokens - 2)
+            truncated += len(own) - keep
+            ids = [self.cls, *own[:keep]]
+            spans.append((1, len(ids)))
+            ids.append(self.sep)
+            for c in ctx:
+                if self.double_sep:
+                    ids.append(self.sep)
+                ids.extend(c)
+                ids.append(self.sep)
+            rows.append(ids)
+        return DialogueTokens([], spans, truncated, rows)
 
 
 def word_level_tokenizer(words):

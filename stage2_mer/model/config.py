@@ -19,6 +19,8 @@ from stage1_face_extraction.params import from_dict as _from_dict
 
 #: canonical order of the modality letters (text, audio, visual)
 MODALITY_ORDER = ("T", "A", "V")
+#: ``model.text_pool`` values (see :class:`ModelConfig`)
+TEXT_POOLS = ("span", "mean", "cls")
 
 
 def parse_modalities(spec: str) -> tuple[str, ...]:
@@ -51,6 +53,12 @@ class ModelConfig:
         text_dim_proj: ``True`` = Linear(text hidden -> ``hidden``) on every token (§3.2, also when
             the sizes agree); ``False`` = no projection (the encoder's hidden size must equal
             ``hidden``).
+        text_pool: what the text branch passes on per utterance: ``span`` (default) every token
+            of the utterance's span (U, Lt, H), pooled with the other modalities by the fusion and
+            the additive pooling; ``mean`` the mean of the span's tokens; ``cls`` the first token of
+            the utterance's row (its [CLS]; only meaningful with ``train.text_context: past:N``,
+            where every utterance has its own row; with ``dialogue`` all utterances of a dialogue
+            would share it). ``mean`` and ``cls`` give a length-1 sequence (U, 1, H).
         hidden, heads, ffn: width, attention heads and FFN width of the audio / visual blocks.
         audio_layers, visual_layers: post-LN BERT-style blocks per branch (0 = projection only).
         cross_layers, cross_heads: layers and heads of each cross-modal transformer stage.
@@ -78,6 +86,7 @@ class ModelConfig:
     text_encoder: str | None = "models/roberta-large"
     text_config: dict[str, Any] | None = None
     text_dim_proj: bool = True
+    text_pool: str = "span"
     hidden: int = 768
     heads: int = 12
     ffn: int = 3072
@@ -123,6 +132,8 @@ class ModelConfig:
             raise ConfigError(
                 f"model.hidden ({self.hidden}) must be divisible by model.cross_heads ({self.cross_heads})"
             )
+        if self.text_pool not in TEXT_POOLS:
+            raise ConfigError(f"model.text_pool must be one of {TEXT_POOLS}, got {self.text_pool!r}")
         if not isinstance(self.text_dim_proj, bool):
             raise ConfigError(f"model.text_dim_proj must be true or false, got {self.text_dim_proj!r}")
         if self.text_encoder is not None and (not isinstance(self.text_encoder, str) or not self.text_encoder):

@@ -158,6 +158,8 @@ class FacialMMT(nn.Module):
         input_ids, attention_mask (B, T); utt_dialogue, utt_start, utt_end (U,)
         -> text (U, Lt, H) with Lt = longest span of the batch (>= 1), text_mask (U, Lt) bool.
         The PLM runs once on the (B, T) rows; spans ``[start, end)`` are gathered (vectorised).
+        ``model.text_pool`` ``mean`` / ``cls``: (U, 1, H), the span's mean / the row's first token
+        (an utterance with an empty span is masked).
         """
         if not hasattr(self, "text_encoder"):
             raise RuntimeError(f"model built for {self.cfg.modalities} has no text branch")
@@ -180,8 +182,17 @@ class FacialMMT(nn.Module):
         if not bool((am[dia[:, None], idx] | ~mask).all()):
             raise ValueError("an utterance span covers tokens that attention_mask marks as padding")
         hidden = self.text_encoder(input_ids=input_ids, attention_mask=am.long()).last_hidden_state  # (B, T, Ht)
-        tok = hidden[dia[:, None], idx]  # (U, Lt, Ht)
-        tok = self.text_proj(tok)  # (U, Lt, H)
+        pool = self.cfg.text_pool
+        if pool == "cls":
+            tok = hidden[dia, 0][:, None]  # (U, 1, Ht): the row's first token
+        else:
+            tok = hidden[dia[:, None], idx]  # (U, Lt, Ht)
+        if pool != "span":
+            if pool == "mean":
+                w = mask.to(tok.dtype)[..., None]  # (U, Lt, 1)
+                tok = (tok * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1.0)  # (U, 1, Ht)
+            mask = lengths[:, None] > 0  # (U, 1)
+        tok = self.text_proj(tok)  # (U, Lt, H), or (U, 1, H) pooled
         return tok.masked_fill(~mask[..., None], 0.0), mask
 
     def encode_audio(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:

@@ -311,6 +311,7 @@ class Predictor:
         text = (self.info.get("inputs") or {}).get("text") or {}
         self.max_tokens = int(text.get("max_tokens", self.train_cfg.max_tokens))
         self.speaker_names = bool(text.get("speaker_names", self.train_cfg.speaker_names))
+        self.text_context = str(text.get("context", self.train_cfg.text_context))
         self.tokenizer, pad = None, 0
         if "T" in self.mods:
             self.tokenizer = self._dialogue_tokenizer(tokenizer)
@@ -350,7 +351,8 @@ class Predictor:
                 tokenizer = AutoTokenizer.from_pretrained(resolve_text_encoder(src), local_files_only=True)
             except OSError as exc:
                 raise PredictError(f"cannot load the tokenizer of the text encoder {src}: {exc}") from None
-        return DialogueTokenizer(tokenizer, max_tokens=self.max_tokens, speaker_names=self.speaker_names)
+        return DialogueTokenizer(tokenizer, max_tokens=self.max_tokens, speaker_names=self.speaker_names,
+                                 context=self.text_context)
 
     # ------------------------------------------------------------------------------ steps
 
@@ -413,8 +415,13 @@ class Predictor:
                              "--speaker was given: the utterance has no name prefix")
             turns = [*context, (speaker, text)]
             enc = self.tokenizer.encode([_turn_text(s, t, self.speaker_names) for s, t in turns])
-            item.input_ids, item.spans = enc.input_ids, enc.spans
-            inputs["text"] = {"tokens": len(enc.input_ids), "utterance_tokens": enc.spans[-1][1] - enc.spans[-1][0],
+            item.spans = enc.spans
+            if enc.rows:  # text context past:N: a row per turn
+                item.token_rows = enc.rows
+            else:
+                item.input_ids = enc.input_ids
+            inputs["text"] = {"tokens": len(enc.token_rows()[-1]),
+                              "utterance_tokens": enc.spans[-1][1] - enc.spans[-1][0],
                               "context_turns": n_ctx, "truncated": enc.truncated, "speaker_names": self.speaker_names}
         if "visual" in self.specs:
             spec, ext = self.specs["visual"], self.extractors["visual"]

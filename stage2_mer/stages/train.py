@@ -66,7 +66,8 @@ def build_data(args, model_cfg, train_cfg, table):
         if src is None:
             raise ConfigError("model.text_encoder is needed for the T modality (a local transformers folder)")
         hf = AutoTokenizer.from_pretrained(resolve_encoder(src), local_files_only=True)
-        tok = DialogueTokenizer(hf, max_tokens=train_cfg.max_tokens, speaker_names=train_cfg.speaker_names)
+        tok = DialogueTokenizer(hf, max_tokens=train_cfg.max_tokens, speaker_names=train_cfg.speaker_names,
+                                context=train_cfg.text_context)
         pad = tok.pad
 
     from stage2_mer.features.store import length_cap
@@ -118,6 +119,8 @@ def input_record(args, model_cfg, train_cfg, train_data) -> dict:
     rec: dict = {}
     if "T" in mods:
         rec["text"] = {"max_tokens": train_cfg.max_tokens, "speaker_names": train_cfg.speaker_names}
+        if train_cfg.text_context != "dialogue":  # recorded when not the default (checkpoint_data_settings)
+            rec["text"]["context"] = train_cfg.text_context
     if "V" in mods and model_cfg.fer_dim > 0:
         rec["fer_filter"] = {"tau": train_cfg.fer_tau, "threshold": train_cfg.fer_threshold,
                              "samples": train_cfg.fer_samples}

@@ -110,6 +110,7 @@ def load_state(module, path: str | Path) -> None:
 _RECORDED = (
     ("text", "max_tokens", "max_tokens"),
     ("text", "speaker_names", "speaker_names"),
+    ("text", "context", "text_context"),
     ("audio", "max_len", "max_audio_len"),
     ("visual", "max_len", "max_visual_len"),
     ("fer_filter", "tau", "fer_tau"),
@@ -121,8 +122,11 @@ _RECORDED = (
 def checkpoint_data_settings(info: dict) -> dict[str, Any]:
     """The ``train`` values a checkpoint's ``inputs`` record fixes (only those it records)."""
     inputs = info.get("inputs") or {}
-    return {key: inputs[rec][sub] for rec, sub, key in _RECORDED
-            if isinstance(inputs.get(rec), dict) and inputs[rec].get(sub) is not None}
+    out = {key: inputs[rec][sub] for rec, sub, key in _RECORDED
+           if isinstance(inputs.get(rec), dict) and inputs[rec].get(sub) is not None}
+    if isinstance(inputs.get("text"), dict):
+        out.setdefault("text_context", "dialogue")  # recorded only when not the default (and before it existed)
+    return out
 
 
 def checkpoint_train_config(cfg, info: dict, where: str | Path = "checkpoint"):

@@ -95,6 +95,7 @@ class TrainConfig:
     max_audio_len: int | str = "mean+3std"  # frames kept per utterance: an int or mean+3std of train
     max_visual_len: int | str = "mean+3std"
     speaker_names: bool = False  # "Name: utterance" in the text
+    text_context: str = "dialogue"  # dialogue (one row, past and future turns) | past:N (a row per utterance)
     workers: int = 0  # DataLoader processes
     cpu: bool = False  # force the CPU even with a GPU
     # facial-expression branch
@@ -120,6 +121,12 @@ class TrainConfig:
             raise ConfigError(f"train.warmup must be in [0, 1), got {self.warmup}")
         if self.aux_ratio < 0 or self.patience < 1:
             raise ConfigError("train: aux_ratio >= 0 and patience >= 1")
+        from stage2_mer.data.text import parse_context
+
+        try:
+            parse_context(self.text_context)
+        except ValueError as exc:
+            raise ConfigError(f"train.text_context: {exc}") from None
         if self.fer_samples < 0:
             raise ConfigError(f"train.fer_samples must be >= 0, got {self.fer_samples}")
         for key, allowed in (("aux_schedule", AUX_SCHEDULES), ("aux_augment", AUX_AUGMENTS)):
