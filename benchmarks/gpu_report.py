@@ -32,6 +32,7 @@ GPU not measured". Those figures only show that the script works.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -113,14 +114,8 @@ def measure_stage1(args, cuda: bool) -> dict:
     if cuda:
         cfg.detector["batch_size"] = args.det_batch
     workers = args.workers or ((os.cpu_count() or 1) if cuda else cfg.workers)
-    peak = DevicePeak() if cuda else None
-    if peak:
-        peak.__enter__()
-    try:
+    with DevicePeak() if cuda else contextlib.nullcontext() as peak:
         run = stage1_speed.time_stage(cfg, clips, truth, workers)
-    finally:
-        if peak:
-            peak.__exit__(None, None, None)
     video_s = sum(probe(c).duration_s for c in clips)
     size = probe(clips[0])
     rtf = video_s / run["wall_s"]

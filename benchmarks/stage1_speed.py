@@ -46,6 +46,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -252,10 +253,7 @@ def _config(cfg: Stage1Config) -> dict:
 
 
 def _statuses(records) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in records:
-        out[r["status"]] = out.get(r["status"], 0) + 1
-    return dict(sorted(out.items()))
+    return dict(sorted(Counter(r["status"] for r in records).items()))
 
 
 def report(run: dict, n_frames: int, decode_s: float) -> None:

@@ -108,8 +108,8 @@ class OneUtterance:
 
         i, k = self.index[j]
         it = self.ds[i]
-        return DialogueItem(it.key, [it.utt_ids[k]], [it.labels[k]], it.input_ids, [it.spans[k]], [it.audio[k]],
-                            [it.visual[k]])
+        return DialogueItem(it.key, [it.utt_ids[k]], [it.labels[k]], input_ids=it.input_ids, spans=[it.spans[k]],
+                            audio=[it.audio[k]], visual=[it.visual[k]])
 
 
 def model_config(args):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -13,6 +14,27 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
+
+
+def face_frame(shift: int, marked: bool) -> np.ndarray:
+    """A (240, 320, 3) uint8 frame: scikit-image's astronaut face on grey, ``shift`` pixels right;
+    ``marked``: a red 16x16 square in the top-left corner, which :func:`is_marked` finds (the fault
+    injecting detectors of the tests react to it)."""
+    import cv2
+    from skimage import data
+
+    img = cv2.resize(data.astronaut()[0:300, 75:375], (240, 240), interpolation=cv2.INTER_AREA)
+    out = np.full((240, 320, 3), 90, np.uint8)
+    out[:, 40 + shift : 280 + shift] = img
+    if marked:
+        out[:16, :16] = (255, 0, 0)
+    return out
+
+
+def is_marked(frame: np.ndarray) -> bool:
+    """Whether ``frame``'s top-left corner is the red square of :func:`face_frame`."""
+    r, g, b = frame[2:10, 2:10].reshape(-1, 3).mean(axis=0)
+    return bool(r > 180 and g < 80 and b < 80)
 
 
 @pytest.fixture(scope="session")

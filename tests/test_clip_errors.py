@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import face_frame, is_marked
 from stage1_face_extraction import cli, executors, store
 from stage1_face_extraction.detectors import MTCNNDetector, register_detector
 from stage1_face_extraction.pipeline import FacePipeline
@@ -51,23 +52,9 @@ class FaultMTCNN(MTCNNDetector):
     def detect(self, frames):
         frames = list(frames)
         if os.environ.get(FAULT_ENV) != "off":
-            for f in frames:
-                corner = f[2:10, 2:10].reshape(-1, 3).mean(axis=0)
-                if corner[0] > 180 and corner[1] < 80 and corner[2] < 80:
-                    raise RuntimeError(FAULT_MESSAGE)
+            if any(is_marked(f) for f in frames):
+                raise RuntimeError(FAULT_MESSAGE)
         return super().detect(frames)
-
-
-def _face_frame(shift: int, marked: bool) -> np.ndarray:
-    import cv2
-    from skimage import data
-
-    img = cv2.resize(data.astronaut()[0:300, 75:375], (240, 240), interpolation=cv2.INTER_AREA)
-    out = np.full((240, 320, 3), 90, np.uint8)
-    out[:, 40 + shift : 280 + shift] = img
-    if marked:
-        out[:16, :16] = (255, 0, 0)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +67,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict:
     clips.mkdir(parents=True)
     t = np.arange(16000) / 16000
     speech = (0.3 * (np.sin(2 * np.pi * 4 * t) > 0) * np.sign(np.sin(2 * np.pi * 150 * t))).astype(np.float32)
-    good = write_video(clips / "dia0_utt0.mp4", (_face_frame(i % 3, False) for i in range(24)), 24, audio=speech,
+    good = write_video(clips / "dia0_utt0.mp4", (face_frame(i % 3, False) for i in range(24)), 24, audio=speech,
                        sr=16000, preset="ultrafast")
-    write_video(clips / f"{BAD}.mp4", (_face_frame(i % 3, True) for i in range(24)), 24, audio=speech, sr=16000,
+    write_video(clips / f"{BAD}.mp4", (face_frame(i % 3, True) for i in range(24)), 24, audio=speech, sr=16000,
                 preset="ultrafast")
     rows = [HEADER]
     for u in range(N_CLIPS):

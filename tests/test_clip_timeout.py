@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import face_frame, is_marked
 from stage1_face_extraction.clock import STEPS, ClipClock, ClipTimeout, check_limit
 from stage1_face_extraction.detectors import MTCNNDetector, register_detector
 from stage1_face_extraction.executors import ClipJob, run_jobs
@@ -38,27 +39,16 @@ class SlowMTCNN(MTCNNDetector):
 
     def detect(self, frames):
         frames = list(frames)
-        if any(f[2:10, 2:10, 0].mean() > 180 and f[2:10, 2:10, 1:].mean() < 80 for f in frames):
+        if any(is_marked(f) for f in frames):
             time.sleep(SLOW["seconds"])
         return super().detect(frames)
-
-
-def _frame(shift: int, marked: bool) -> np.ndarray:
-    import cv2
-    from skimage import data
-
-    img = cv2.resize(data.astronaut()[0:300, 75:375], (240, 240), interpolation=cv2.INTER_AREA)
-    out = np.full((240, 320, 3), 90, np.uint8)
-    out[:, 40 + shift: 280 + shift] = img
-    if marked:
-        out[:16, :16] = (255, 0, 0)
-    return out
 
 
 def _clip(path: Path, marked: bool) -> Path:
     t = np.arange(16000) / 16000
     speech = (0.3 * (np.sin(2 * np.pi * 4 * t) > 0) * np.sign(np.sin(2 * np.pi * 150 * t))).astype(np.float32)
-    return write_video(path, (_frame(i % 3, marked) for i in range(24)), 24, audio=speech, sr=16000, preset="ultrafast")
+    frames = (face_frame(i % 3, marked) for i in range(24))
+    return write_video(path, frames, 24, audio=speech, sr=16000, preset="ultrafast")
 
 
 def _cfg(**kw) -> Stage1Config:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .text import DialogueTokenizer
+from .text import DialogueTokenizer, DialogueTokens
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,15 @@ class DialogueItem:
     visual: list[np.ndarray] | None = None  # per utterance (Lv_i, Dv) float32
     faces: list[np.ndarray] | None = None  # per utterance (Lv_i, S, S, 3) uint8
     extra: dict = field(default_factory=dict)
+
+    def set_text(self, enc: DialogueTokens) -> None:
+        """Take the token rows and spans of ``DialogueTokenizer.encode``: the dialogue's one row
+        (text context ``dialogue``) or one row per utterance (``past:N``)."""
+        self.spans = enc.spans
+        if enc.rows:
+            self.token_rows = enc.rows
+        else:
+            self.input_ids = enc.input_ids
 
 
 class MELDDialogues:
@@ -94,12 +103,7 @@ class MELDDialogues:
         dia, rows = self.dialogues[i]
         item = DialogueItem(f"{self.split}/dia{dia}", [r.utt_id for r in rows], [int(r.label) for r in rows])
         if self.tokenizer is not None:
-            enc = self.tokenizer.encode([r.text for r in rows], [r.speaker for r in rows])
-            item.spans = enc.spans
-            if enc.rows:
-                item.token_rows = enc.rows
-            else:
-                item.input_ids = enc.input_ids
+            item.set_text(self.tokenizer.encode([r.text for r in rows], [r.speaker for r in rows]))
         if self.audio is not None:
             item.audio = [self.audio.read(u)[: self.max_audio] for u in item.utt_ids]
         if self.visual is not None:

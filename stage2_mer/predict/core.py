@@ -415,11 +415,7 @@ class Predictor:
                              "--speaker was given: the utterance has no name prefix")
             turns = [*context, (speaker, text)]
             enc = self.tokenizer.encode([_turn_text(s, t, self.speaker_names) for s, t in turns])
-            item.spans = enc.spans
-            if enc.rows:  # text context past:N: a row per turn
-                item.token_rows = enc.rows
-            else:
-                item.input_ids = enc.input_ids
+            item.set_text(enc)  # text context past:N: a row per turn
             inputs["text"] = {"tokens": len(enc.token_rows()[-1]),
                               "utterance_tokens": enc.spans[-1][1] - enc.spans[-1][0],
                               "context_turns": n_ctx, "truncated": enc.truncated, "speaker_names": self.speaker_names}
