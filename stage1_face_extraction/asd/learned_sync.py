@@ -8,7 +8,12 @@ envelope), but it does tell the heard voice from a silent mouth movement. Per tr
 
     p_i(t) = learned scorer's speaking probability                 # (T_i,) in [0, 1]
     y_i(t) = av_sync score of the mouth region of the same crops   # (T_i,) in [0, 1]
-    score_i(t) = p_i(t) * y_i(t)
+    score_i(t) = p_i(t) * (f + (1 - f) * y_i(t))                 # f = sync_floor
+
+``sync_floor`` ``f`` = 0 is the plain product. Real lips that barely move with the voice give a
+weak sync term even for the true speaker (``y`` ~0.1-0.2 for some people), which the product turns
+into a failed speaker next to a silent listener; a floor keeps the learned score's say there while
+the sync term still orders two talking faces (their scores differ by ``(1 - f) * (y_a - y_b)``).
 
 Inputs: the learned scorer's face crops (``FaceInputSpec(kind="face", size=(112, 112), gray=True,
 scale=0.7, offset=0.2)``, a mouth-centred lower-face square). The mouth patch for the sync term is
@@ -47,6 +52,7 @@ class LearnedSyncConfig:
     sync: dict[str, Any] = field(default_factory=dict)  # av_sync config of the lip-sync term
     mouth_rows: tuple[float, float] = (0.45, 0.85)  # mouth region of the learned crop, fractions of its height
     mouth_cols: tuple[float, float] = (0.15, 0.85)  # ... and of its width
+    sync_floor: float = 0.0  # f in p * (f + (1 - f) * y): 0 = the plain product (module docstring)
 
     def __post_init__(self) -> None:
         if not isinstance(self.learned, dict) or "name" not in self.learned:
@@ -60,6 +66,16 @@ class LearnedSyncConfig:
             if not 0.0 <= lo < hi <= 1.0:
                 raise ValueError(f"asd.{key} must be two fractions 0 <= lo < hi <= 1, got {getattr(self, key)}")
             setattr(self, key, (lo, hi))
+        if not 0.0 <= float(self.sync_floor) < 1.0:
+            raise ValueError(f"asd.sync_floor must be in [0, 1), got {self.sync_floor}")
+        self.sync_floor = float(self.sync_floor)
+
+
+def combine_terms(p: np.ndarray, y: np.ndarray, sync_floor: float = 0.0) -> np.ndarray:
+    """(T,) learned probability ``p`` and (T,) sync score ``y`` -> (T,) ``p * (f + (1 - f) * y)`` in [0, 1]."""
+    p = np.asarray(p, np.float32)
+    y = np.clip(np.asarray(y, np.float32), 0.0, 1.0)
+    return np.clip(p * (sync_floor + (1.0 - sync_floor) * y), 0.0, 1.0).astype(np.float32)
 
 
 @register_scorer("learned_sync")
@@ -111,5 +127,6 @@ class LearnedSyncScorer(ActiveSpeakerScorer):
         self.check_inputs(tracks_patches, frame_times)
         p = self.learned.score(tracks_patches, frame_times, audio, sr, fps)  # per track (T_i,)
         y = self.sync.score([self.mouth_patches(x) for x in tracks_patches], frame_times, audio, sr, fps)
-        self.last_info = {**self.sync.last_info, **self.learned.last_info}  # lag_s: the sync term's
-        return [np.clip(a * b, 0.0, 1.0).astype(np.float32) for a, b in zip(p, y)]
+        # lag_s: the sync term's; the two terms per track, for calibration (benchmarks/learned_sync_sweep.py)
+        self.last_info = {**self.sync.last_info, **self.learned.last_info, "learned": p, "sync": y}
+        return [combine_terms(a, b, self.cfg.sync_floor) for a, b in zip(p, y)]
