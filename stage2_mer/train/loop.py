@@ -189,6 +189,17 @@ class Trainer:
         self._eval_generator = None  # set by predict when fer_samples > 0
         self._filter_counts: dict[str, int] = {}
 
+    @classmethod
+    def for_inference(cls, model, cfg: TrainConfig, fer=None, fer_cfg: Any = None, model_config: dict | None = None,
+                      pad_id: int = 0) -> Trainer:
+        """A trainer that only predicts (the ``evaluate`` stage, ``facialmmt predict``): the model and
+        the FER network are placed by Accelerate (device, precision) as :meth:`fit` places them."""
+        trainer = cls(model, cfg, fer=fer, fer_cfg=fer_cfg, model_config=model_config, pad_id=pad_id)
+        trainer.model = trainer.acc.prepare(model)
+        if fer is not None:
+            trainer.fer = trainer.acc.prepare(fer)
+        return trainer
+
     # ------------------------------------------------------------------------------- batches
 
     def _loader(self, dataset, shuffle: bool, epoch_seed: int = 0):
