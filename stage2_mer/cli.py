@@ -30,7 +30,7 @@ class Verb:
 
 VERBS: dict[str, Verb] = {
     # setting up and checking
-    "doctor": Verb("stage2_mer.doctor", "check data, weights, GPU and disk before a run; estimate its time"),
+    "doctor": Verb("stage2_mer.doctor.cli", "check data, weights, GPU and disk before a run; estimate its time"),
     "demo": Verb("stage1_face_extraction.stages.make_demo",
                  "generate the embedded demo corpus (MELD-shaped CSVs, clips, truth.json)"),
     "prepare": Verb("stage1_face_extraction.stages.prepare", "official MELD CSVs -> validated utterance table"),

@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 
 from ..align import BOX_ASPECT, TEMPLATE_UV, similarity_transform, warp_crop
-from ..params import from_dict
 from ..registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -205,7 +204,8 @@ class ActiveSpeakerScorer(abc.ABC):
                 raise ValueError(f"track {i}: patches {p.shape} do not match times {np.shape(t)}")
 
 
-_REGISTRY: Registry = Registry("active-speaker scorer", "scorers", ActiveSpeakerScorer)
+_REGISTRY: Registry = Registry("active-speaker scorer", "scorers", ActiveSpeakerScorer,
+                               config_of=lambda cls: cls.Config, where="asd")
 
 
 def register_scorer(name: str) -> Callable[[type[ActiveSpeakerScorer]], type[ActiveSpeakerScorer]]:
@@ -227,6 +227,10 @@ def list_scorers() -> list[str]:
 
 def create_scorer(name: str, **cfg: Any) -> ActiveSpeakerScorer:
     """Build a registered scorer; unknown names and unknown config keys raise ConfigError."""
-    cls = _REGISTRY.get(name)
-    config = from_dict(cls.Config, cfg, where=f"asd.{name}")
-    return cls(config)
+    return _REGISTRY.create(name, cfg)
+
+
+def validate_scorer(name: str, cfg: dict, where: str = "asd") -> None:
+    """Check ``name`` is a registered scorer and ``cfg`` fits its ``Config`` (ConfigError otherwise);
+    ``where`` prefixes the messages."""
+    _REGISTRY.validate(name, cfg, where)

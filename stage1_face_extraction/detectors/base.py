@@ -27,7 +27,7 @@ import numpy as np
 
 from ..params import ConfigError
 from ..records import Detections
-from ..registry import Registry, init_keys
+from ..registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ __all__ = [
     "FaceDetector",
     "register_detector",
     "create_detector",
+    "validate_detector",
     "list_detectors",
     "detector_class",
     "resolve_torch_device",
@@ -60,9 +61,12 @@ def detector_class(name: str) -> type[FaceDetector]:
 
 def create_detector(name: str, **cfg) -> FaceDetector:
     """Build detector ``name`` with keyword config ``cfg``; unknown keys raise ConfigError."""
-    cls = detector_class(name)
-    _REGISTRY.check_keys(name, cfg, init_keys(cls))
-    return cls(**cfg)
+    return _REGISTRY.create(name, cfg)
+
+
+def validate_detector(name: str, cfg: dict) -> None:
+    """Check ``name`` is a registered detector and ``cfg`` its keys (ConfigError otherwise), building nothing."""
+    _REGISTRY.validate(name, cfg)
 
 
 def resolve_torch_device(device: str) -> str:

@@ -24,12 +24,13 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from ..registry import Registry, init_keys
+from ..registry import Registry
 
 __all__ = [
     "FaceEmbedder",
     "register_embedder",
     "create_embedder",
+    "validate_embedder",
     "list_embedders",
     "embedder_class",
     "l2_normalize",
@@ -57,9 +58,12 @@ def embedder_class(name: str) -> type[FaceEmbedder]:
 
 def create_embedder(name: str, **cfg) -> FaceEmbedder:
     """Build embedder ``name`` with keyword config ``cfg``; unknown keys raise ConfigError."""
-    cls = embedder_class(name)
-    _REGISTRY.check_keys(name, cfg, init_keys(cls))
-    return cls(**cfg)
+    return _REGISTRY.create(name, cfg)
+
+
+def validate_embedder(name: str, cfg: dict) -> None:
+    """Check ``name`` is a registered embedder and ``cfg`` its keys (ConfigError otherwise), building nothing."""
+    _REGISTRY.validate(name, cfg)
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
