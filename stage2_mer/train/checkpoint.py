@@ -1,4 +1,5 @@
-"""Checkpoints: safetensors weights + one JSON, never pickled modules (FacialMMT defect §8.13).
+"""Checkpoints: safetensors weights + one JSON, never pickled modules (FacialMMT pickled whole
+modules, which runs code on load).
 
     <dir>/model.safetensors    the MER model's state dict
     <dir>/fer.safetensors      the facial-expression model's state dict (when there is one)
