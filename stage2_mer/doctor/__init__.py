@@ -5,8 +5,9 @@ One module per concern, each adding OK / WARN / FAIL lines to the shared :class:
 * :mod:`.params`: every params.yaml section through its stage's loader, and the components it
   names through their registries' ``validate``;
 * :mod:`.data`: the MELD folder, CSVs and clips, and the :class:`~.data.Workload` they give;
-* :mod:`.weights` (stage 1), :mod:`.features` (the extractors), :mod:`.training` (text encoder,
-  FER checkpoint, Aff-Wild2): every local file the configured components read, located, not loaded;
+* :mod:`.weights`: every configured component (detector, speaking scorer, embedder, extractors)
+  asked for the local files its config needs; :mod:`.training`: text encoder, FER checkpoint,
+  Aff-Wild2 folder. Located, never loaded;
 * :mod:`.machine`: GPU, CPU cores, free disk;
 * :mod:`.estimate`: the run time per stage from :data:`~.estimate.RATES` and the stage-1 benchmark;
 * :mod:`.pipeline`: what is read from ``dvc.yaml``; :mod:`.report`: :class:`Doctor`, the run in

@@ -1,6 +1,7 @@
 """What every doctor check shares: the statuses, one report line (:class:`Check`), the run's state
 (:class:`Checkup`: the params, the root the paths are relative to, the loaded sections, the lines
-so far, the facts) and the formatting helpers."""
+so far, the facts) and the formatting helpers (the byte helpers are the components' own, from
+:mod:`stage1_face_extraction.local_weights`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stage1_face_extraction.local_weights import FAIL, OK, WARN, fmt_bytes, folder_bytes
+
 from .pipeline import DvcPipeline
 
-OK, WARN, FAIL = "OK", "WARN", "FAIL"
+__all__ = ["FAIL", "OK", "SPLITS", "WARN", "Check", "Checkup", "fmt_bytes", "fmt_duration", "folder_bytes",
+           "quiet_logs"]
+
 SPLITS = ("train", "dev", "test")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack")
 
 
 @dataclass
@@ -81,22 +85,6 @@ def fmt_duration(seconds: float) -> str:
     if seconds < 48 * 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
-
-
-def folder_bytes(path: Path, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES) -> int:
-    """Total size of the weight files directly in ``path`` (a save_pretrained folder)."""
-    try:
-        return sum(f.stat().st_size for f in path.iterdir() if f.is_file() and f.suffix in suffixes)
-    except OSError:
-        return 0
 
 
 @contextlib.contextmanager

@@ -11,11 +11,10 @@ from typing import Any
 from . import estimate
 from .base import FAIL, OK, WARN, Checkup, fmt_duration
 from .data import check_data
-from .features import check_features
 from .machine import check_cpu, check_disk, check_gpu
 from .params import check_config
 from .training import check_affwild2, check_fer, check_text_encoder
-from .weights import check_stage1
+from .weights import check_features, check_stage1
 
 
 class Doctor(Checkup):

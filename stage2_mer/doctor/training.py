@@ -7,7 +7,6 @@ from pathlib import Path
 
 from .base import FAIL, OK, WARN, Checkup, fmt_bytes, folder_bytes, quiet_logs
 from .estimate import REF_TEXT_PARAMS
-from .weights import hub_hint
 
 #: parameters of known text encoders, for the estimate when the folder is not there yet
 KNOWN_TEXT_PARAMS = {"roberta-large": 355e6, "roberta-base": 125e6, "bert-large-uncased": 335e6,
@@ -25,6 +24,7 @@ def check_text_encoder(doc: Checkup) -> float:
         doc.add(WARN, key, "null: a RANDOM text encoder from model.text_config (tests only)",
                 "set model.text_encoder: models/roberta-large (a local save_pretrained folder)")
         return REF_TEXT_PARAMS
+    from stage2_mer.features.audio import hub_hint
     from stage2_mer.model.facialmmt import resolve_text_encoder
 
     try:

@@ -25,6 +25,7 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
+from stage1_face_extraction.local_weights import LocatesWeights
 from stage1_face_extraction.params import ConfigError
 from stage1_face_extraction.registry import Registry
 
@@ -104,8 +105,10 @@ def resolve_device(device: str) -> str:
     return device
 
 
-class FeatureExtractor(abc.ABC):
+class FeatureExtractor(LocatesWeights, abc.ABC):
     """Base of every extractor; subclasses set ``modality`` and implement ``contract``/``extract``."""
+
+    weights_fix: ClassVar[str] = "place the weights named above there, or pick another extractor"
 
     name: ClassVar[str] = ""
     modality: ClassVar[str] = ""
