@@ -1,4 +1,4 @@
-"""Encoder options that make media files depend on their input only (issue 17).
+"""Encoder options that make media files depend on their input only.
 
 By default libx264 picks its thread count from the machine's cores, and the count changes the
 bitstream (and the options string x264 writes into it); FFmpeg's muxers and encoders write their

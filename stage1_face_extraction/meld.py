@@ -40,7 +40,7 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-#: FacialMMT's label order (reference §2.3): the index is the class id.
+#: FacialMMT's label order: the index is the class id.
 EMOTIONS: tuple[str, ...] = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 LABEL_OF: dict[str, int] = {e: i for i, e in enumerate(EMOTIONS)}
 SENTIMENTS: tuple[str, ...] = ("positive", "negative", "neutral")

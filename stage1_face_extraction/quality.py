@@ -1,6 +1,6 @@
 """Score stage-1 manifests against the demo corpus ground truth (``truth.json``).
 
-Metrics (the thresholds of the Stage 1 issue: precision >= 0.98, recall >= 0.90, coverage >= 0.97):
+Metrics (the stage-1 targets: precision >= 0.98, recall >= 0.90, coverage >= 0.97):
 
 * **precision**: selected crops whose box has IoU >= 0.5 with the true speaker's box in that frame,
   over all selected crops (a crop from a frame where the speaker is not visible counts as wrong);

@@ -72,7 +72,7 @@ class Track:
     detected: np.ndarray  # (T,) bool
     landmarks: np.ndarray | None = None  # (T, 5, 2) float32 (NaN where unknown), None if never given
     speaking: np.ndarray | None = None  # (T,) float32 per-frame speaking score from the ASD scorer
-    identity: str | None = None  # name matched by the identity step (later issue)
+    identity: str | None = None  # name matched by the identity step
     identity_score: float | None = None
     extra: dict = field(default_factory=dict)
 

@@ -3,16 +3,17 @@
 Each kind (face detectors, active-speaker scorers, identity embedders, ...) owns one
 :class:`Registry`; its module exposes ``register_<kind>`` / ``create_<kind>`` / ``list_<kind>s``
 built on it. Unknown names fail with the list of registered names; unknown config keys fail with
-the list of valid keys.
+the list of valid keys; :meth:`Registry.validate` makes both checks without building anything
+(``facialmmt doctor`` uses it).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.params import ConfigError, from_dict
 
 T = TypeVar("T", bound=type)
 
@@ -30,10 +31,17 @@ def init_keys(cls: type) -> set[str]:
 
 
 class Registry(Generic[T]):
-    """Name -> class map for subclasses of ``base``; ``kind`` names them in error messages."""
+    """Name -> class map for subclasses of ``base``; ``kind`` names them in error messages.
 
-    def __init__(self, kind: str, plural: str, base: type) -> None:
+    A component's config is its constructor's keyword arguments, or, with ``config_of``, one
+    dataclass the constructor takes (``config_of(cls)``, e.g. ``cls.Config``; its values are
+    checked too, messages prefixed ``<where>.<name>``).
+    """
+
+    def __init__(self, kind: str, plural: str, base: type, config_of: Callable[[type], type] | None = None,
+                 where: str = "") -> None:
         self.kind, self.plural, self.base = kind, plural, base
+        self.config_of, self.where = config_of, where
         self._classes: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -76,3 +84,19 @@ class Registry(Generic[T]):
                 f"unknown config key(s) for {self.kind} {name!r}: {', '.join(unknown)}; "
                 f"valid keys: {', '.join(sorted(valid)) or '(none)'}"
             )
+
+    def validate(self, name: str, cfg: Mapping[str, Any], where: str | None = None) -> Any:
+        """Check that ``name`` is registered and ``cfg`` fits it, building nothing: ConfigError lists
+        the registered names or the valid keys. Returns what the constructor takes: the keyword
+        dict, or with ``config_of`` the filled config dataclass (``where`` overrides the prefix of its
+        messages)."""
+        cls = self.get(name)
+        if self.config_of is not None:
+            return from_dict(self.config_of(cls), dict(cfg), f"{self.where if where is None else where}.{name}")
+        self.check_keys(name, cfg, init_keys(cls))
+        return dict(cfg)
+
+    def create(self, name: str, cfg: Mapping[str, Any]) -> Any:
+        """Build ``name`` from ``cfg`` after :meth:`validate`."""
+        made = self.validate(name, cfg)
+        return self.get(name)(made) if self.config_of is not None else self.get(name)(**made)

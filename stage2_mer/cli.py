@@ -30,7 +30,7 @@ class Verb:
 
 VERBS: dict[str, Verb] = {
     # setting up and checking
-    "doctor": Verb("stage2_mer.doctor", "check data, weights, GPU and disk before a run; estimate its time"),
+    "doctor": Verb("stage2_mer.doctor.cli", "check data, weights, GPU and disk before a run; estimate its time"),
     "demo": Verb("stage1_face_extraction.stages.make_demo",
                  "generate the embedded demo corpus (MELD-shaped CSVs, clips, truth.json)"),
     "prepare": Verb("stage1_face_extraction.stages.prepare", "official MELD CSVs -> validated utterance table"),
@@ -45,7 +45,7 @@ VERBS: dict[str, Verb] = {
     "import": Verb("stage2_mer.features.importer", "convert FacialMMT's released features and face crops"),
     "train": Verb("stage2_mer.stages.train", "fit the multitask FacialMMT model (the train DVC stage)"),
     "evaluate": Verb("stage2_mer.stages.evaluate", "score a checkpoint on test (the evaluate DVC stage)"),
-    "predict": Verb("stage2_mer.predict", "emotion of one video clip, with an annotated MP4/GIF"),
+    "predict": Verb("stage2_mer.predict.cli", "emotion of one video clip, with an annotated MP4/GIF"),
     "report": Verb("stage1_face_extraction.stages.report", "list the pipeline's outputs, metrics and plots"),
 }
 

@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from stage2_mer import doctor
+from stage2_mer.doctor import cli, machine
+from stage2_mer.doctor import estimate as doctor_estimate
 
 
 def _params(repo_root: Path, dst: Path, edit=None) -> Path:
@@ -27,7 +29,7 @@ def _params(repo_root: Path, dst: Path, edit=None) -> Path:
 
 def _run(params: Path, root: Path, tmp_path: Path, *extra: str) -> tuple[int, dict]:
     out = tmp_path / "report.json"
-    rc = doctor.main(["--params", str(params), "--root", str(root), "--json", str(out), "--sample", "1", *extra])
+    rc = cli.main(["--params", str(params), "--root", str(root), "--json", str(out), "--sample", "1", *extra])
     return rc, json.loads(out.read_text())
 
 
@@ -226,7 +228,7 @@ def test_rates_table_is_documented_and_drives_the_estimate(repo_root, small_demo
     params = _params(repo_root, tmp_path, lambda p: p["data"].update(meld_root=str(small_demo)))
 
     def seconds(rates) -> dict[str, float]:
-        monkeypatch.setattr(doctor, "RATES", rates)
+        monkeypatch.setattr(doctor_estimate, "RATES", rates)
         _, report = _run(params, repo_root, tmp_path, "--sample", "0")
         return {r["stage"]: r["seconds"] for r in report["estimate"]}
 
@@ -245,7 +247,7 @@ def test_gpu_is_reported():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     d = doctor.Doctor(Path("params.yaml"), Path("."))
-    d.check_gpu()
+    machine.check_gpu(d)
     gpu = _by_name({"checks": [c.__dict__ for c in d.checks]})["gpu"]
     assert gpu["status"] == "OK" and torch.cuda.get_device_name(0) in gpu["message"] and "bf16" in gpu["message"]
 
@@ -266,7 +268,7 @@ def test_stage1_estimate_follows_the_benchmark_file(repo_root, small_demo, tmp_p
         return path
 
     def estimate(path: Path) -> tuple[float, dict]:
-        monkeypatch.setattr(doctor, "STAGE1_BENCHMARK", str(path))
+        monkeypatch.setattr(doctor_estimate, "STAGE1_BENCHMARK", str(path))
         _, report = _run(params, repo_root, tmp_path, "--sample", "0")
         return {r["stage"]: r for r in report["estimate"]}["extract_faces"]["seconds"], _by_name(report)
 

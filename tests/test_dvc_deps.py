@@ -155,7 +155,7 @@ def test_the_walker_sees_lazy_relative_and_string_imports(repo_root: Path) -> No
     assert "stage1_face_extraction/asd/av_sync.py" in rel  # `from . import av_sync` in asd/__init__.py
     assert "stage1_face_extraction/__init__.py" in rel  # a parent package runs first
     cli = {str(p.relative_to(repo_root)) for p in import_closure(repo_root, "stage2_mer.cli")}
-    assert "stage2_mer/doctor.py" in cli  # importlib.import_module(VERBS[...].module) names it as a string
+    assert "stage2_mer/doctor/cli.py" in cli  # importlib.import_module(VERBS[...].module) names it as a string
     assert uncovered(repo_root, ef, ["stage1_face_extraction/stages"]), "a narrow dep list must show gaps"
     assert not uncovered(repo_root, ef, ["stage1_face_extraction"])
 

@@ -161,7 +161,7 @@ def test_model_overfits_the_16_demo_utterances(repro_dir):
     from stage1_face_extraction.params import load_section
     from stage2_mer.data import DialogueTokenizer, MELDDialogues
     from stage2_mer.model import ModelConfig, create_model
-    from stage2_mer.stages.train import resolve_encoder
+    from stage2_mer.model.facialmmt import resolve_text_encoder
     from stage2_mer.train import TrainConfig, Trainer
 
     params = repro_dir / "params.yaml"
@@ -176,7 +176,7 @@ def test_model_overfits_the_16_demo_utterances(repro_dir):
     feats = yaml.safe_load(params.read_text())["features"]
     audio = _Pooled(repro_dir / "data/features/audio" / feats["audio"]["name"])
     visual = _Pooled(repro_dir / "data/features/visual" / feats["visual"]["name"])
-    mcfg.text_encoder = resolve_encoder(mcfg.text_encoder)
+    mcfg.text_encoder = resolve_text_encoder(mcfg.text_encoder)
     tok = DialogueTokenizer(AutoTokenizer.from_pretrained(mcfg.text_encoder, local_files_only=True),
                             max_tokens=tcfg.max_tokens)
     mcfg = dataclasses.replace(mcfg, fer_dim=0, dropout=0.0, attn_dropout=0.0, cross_dropout=0.0,

@@ -36,7 +36,7 @@ WORDS = ("oh", "my", "god", "i", "can", "not", "believe", "it", "you", "are", "s
          "that", "rachel", "ross", "joey")
 TEXT, SPEAKER = "oh my god i can not believe it", "Rachel"
 CONTEXT = [("Ross", "what is that")]
-INPUTS = {  # what the train stage records (stages.train.input_record)
+INPUTS = {  # what the train stage records (data.assemble.input_record)
     "text": {"max_tokens": 120, "speaker_names": True},
     "audio": {"extractor": "fbank", "options": {"num_mel_bins": 16}, "dtype": "float16", "dim": 16, "max_len": 40},
     "visual": {"extractor": "dlib_resnet", "options": {}, "dtype": "float16", "dim": 128, "max_len": 6},
@@ -138,14 +138,14 @@ def test_prediction_equals_evaluate(pred, predictor: Predictor, tiny: dict, clip
     """The same utterance (and its context turn) written as a corpus the pipeline's way (stage-1
     shards, the features stage's functions, an utterance table) and run through the evaluate stage."""
     from stage1_face_extraction.store import FaceShardWriter
+    from stage2_mer.data.assemble import build_data, input_record
     from stage2_mer.features.extract import (
         FeatureStageConfig,
         extract_audio_split,
         extract_visual_split,
     )
     from stage2_mer.stages import evaluate
-    from stage2_mer.stages.train import build_data, input_record
-    from stage2_mer.train import TrainConfig, Trainer
+    from stage2_mer.train import TrainConfig, Trainer, load_models
 
     key = Path(pred.video).stem
     ids = [f"{key}-context0", key]
@@ -183,7 +183,7 @@ def test_prediction_equals_evaluate(pred, predictor: Predictor, tiny: dict, clip
     data, pad = build_data(args, model_cfg, train_cfg, table)
     assert input_record(args, model_cfg, train_cfg, data["train"]) == INPUTS
     # evaluate's own path, in memory (tight tolerance) ...
-    model, _, fer, fer_cfg, info = evaluate.load_models(tiny["ckpt"])
+    model, _, fer, fer_cfg, info = load_models(tiny["ckpt"])
     tr = Trainer(model, train_cfg, fer=fer, fer_cfg=fer_cfg, model_config=info["model"], pad_id=pad)
     got = tr.predict(data["test"])
     assert got["utt_ids"] == ids

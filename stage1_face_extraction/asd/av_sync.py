@@ -101,6 +101,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..local_weights import LocalWeights, Place, WeightCheck
 from .base import ActiveSpeakerScorer, FaceInputSpec, register_scorer
 
 logger = logging.getLogger(__name__)
@@ -404,6 +405,19 @@ def _windowed_std(x: np.ndarray, half: int) -> np.ndarray:
 @register_scorer("av_sync")
 class AVSyncScorer(ActiveSpeakerScorer):
     """Training-free audio-visual synchrony scorer (see the module docstring for the formula)."""
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        """The silero-vad model file (``vad: silero``; the energy VAD needs no file)."""
+        if cfg.get("vad", "silero") != "silero":
+            return super().local_weights(cfg, place, key)
+        backend = cfg.get("vad_backend", "onnx")
+        try:
+            found = WeightCheck("OK", f"av_sync: silero-vad {silero_model_path(f'silero_vad.{backend}')}")
+        except FileNotFoundError as exc:
+            found = WeightCheck("FAIL", str(exc),
+                                "pip install silero-vad (requirements/stack.txt), or stage1.asd.vad: energy")
+        return LocalWeights([found])
 
     Config = AVSyncConfig
 

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from ..align import BOX_ASPECT, TEMPLATE_UV, similarity_transform, warp_crop
-from ..params import from_dict
+from ..local_weights import LocatesWeights
 from ..registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def extract_patch(
     return patch.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
-class ActiveSpeakerScorer(abc.ABC):
+class ActiveSpeakerScorer(LocatesWeights, abc.ABC):
     """Base class. Subclasses set ``Config`` (a dataclass) and implement ``input_spec``/``score``.
 
     ``last_info`` holds facts about the latest :meth:`score` call (e.g. ``audio_used``) for the
@@ -205,7 +205,8 @@ class ActiveSpeakerScorer(abc.ABC):
                 raise ValueError(f"track {i}: patches {p.shape} do not match times {np.shape(t)}")
 
 
-_REGISTRY: Registry = Registry("active-speaker scorer", "scorers", ActiveSpeakerScorer)
+_REGISTRY: Registry = Registry("active-speaker scorer", "scorers", ActiveSpeakerScorer,
+                               config_of=lambda cls: cls.Config, where="asd")
 
 
 def register_scorer(name: str) -> Callable[[type[ActiveSpeakerScorer]], type[ActiveSpeakerScorer]]:
@@ -225,8 +226,17 @@ def list_scorers() -> list[str]:
     return _REGISTRY.names()
 
 
+def scorer_class(name: str) -> type[ActiveSpeakerScorer]:
+    """The class registered as ``name``; unknown names raise with the valid ones."""
+    return _REGISTRY.get(name)
+
+
 def create_scorer(name: str, **cfg: Any) -> ActiveSpeakerScorer:
     """Build a registered scorer; unknown names and unknown config keys raise ConfigError."""
-    cls = _REGISTRY.get(name)
-    config = from_dict(cls.Config, cfg, where=f"asd.{name}")
-    return cls(config)
+    return _REGISTRY.create(name, cfg)
+
+
+def validate_scorer(name: str, cfg: dict, where: str = "asd") -> None:
+    """Check ``name`` is a registered scorer and ``cfg`` fits its ``Config`` (ConfigError otherwise);
+    ``where`` prefixes the messages."""
+    _REGISTRY.validate(name, cfg, where)

@@ -25,9 +25,10 @@ from typing import ClassVar, TypeVar
 import cv2
 import numpy as np
 
+from ..local_weights import LocatesWeights
 from ..params import ConfigError
 from ..records import Detections
-from ..registry import Registry, init_keys
+from ..registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ __all__ = [
     "FaceDetector",
     "register_detector",
     "create_detector",
+    "validate_detector",
     "list_detectors",
     "detector_class",
     "resolve_torch_device",
@@ -60,9 +62,12 @@ def detector_class(name: str) -> type[FaceDetector]:
 
 def create_detector(name: str, **cfg) -> FaceDetector:
     """Build detector ``name`` with keyword config ``cfg``; unknown keys raise ConfigError."""
-    cls = detector_class(name)
-    _REGISTRY.check_keys(name, cfg, init_keys(cls))
-    return cls(**cfg)
+    return _REGISTRY.create(name, cfg)
+
+
+def validate_detector(name: str, cfg: dict) -> None:
+    """Check ``name`` is a registered detector and ``cfg`` its keys (ConfigError otherwise), building nothing."""
+    _REGISTRY.validate(name, cfg)
 
 
 def resolve_torch_device(device: str) -> str:
@@ -74,7 +79,7 @@ def resolve_torch_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class FaceDetector(abc.ABC):
+class FaceDetector(LocatesWeights, abc.ABC):
     """Batched face detector: ``detect(list of (H, W, 3) uint8 RGB) -> list[Detections]``.
 
     Args:
@@ -88,6 +93,8 @@ class FaceDetector(abc.ABC):
         device: 'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ...
         batch_size: frames per forward call (frames of equal size only are batched together).
     """
+
+    weights_fix: ClassVar[str] = "unzip the insightface pack there and set stage1.detector.model, or use mtcnn"
 
     name: ClassVar[str] = ""
     gives_landmarks: ClassVar[bool] = False

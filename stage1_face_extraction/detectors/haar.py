@@ -13,6 +13,7 @@ import os
 import cv2
 import numpy as np
 
+from ..local_weights import LocalWeights, Place, WeightCheck
 from ..params import ConfigError
 from ..records import Detections
 from .base import FaceDetector, register_detector
@@ -43,6 +44,14 @@ class HaarDetector(FaceDetector):
         cascade: cascade XML file name in cv2.data.haarcascades, or a path.
         scale_factor, min_neighbors: ``detectMultiScale`` settings.
     """
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        """The cascade XML file."""
+        path = cascade_path(cfg.get("cascade", DEFAULT_CASCADE))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Haar cascade not found: {path}")
+        return LocalWeights([WeightCheck("OK", f"opencv_haar: {path}")])
 
     gives_landmarks = False
 

@@ -26,12 +26,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..local_weights import LocalWeights, Place, WeightCheck
 from ..params import ConfigError
 from ..records import Detections
 from .base import FaceDetector, register_detector, resolve_torch_device
@@ -272,6 +274,22 @@ class MTCNNDetector(FaceDetector):
     so the smallest face found is max(min_face_size, 12 / downscale) input pixels; that is
     where the speed-up comes from (MTCNN's cost is set by its pyramid, not the frame size).
     """
+
+    weights_fix = "install facenet-pytorch (requirements/nodeps.txt)"
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        """facenet-pytorch's P-, R- and O-Net files, where the installed package keeps them."""
+        import importlib.util
+
+        spec = importlib.util.find_spec("facenet_pytorch")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError("facenet-pytorch is not installed")
+        data = Path(next(iter(spec.submodule_search_locations))) / "data"
+        gone = [f for f in ("pnet.pt", "rnet.pt", "onet.pt") if not (data / f).is_file()]
+        if gone:
+            raise FileNotFoundError(f"MTCNN weights not found: {', '.join(str(data / f) for f in gone)}")
+        return LocalWeights([WeightCheck("OK", f"mtcnn: weights in {data}")])
 
     gives_landmarks = True
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..local_weights import LocalWeights, Place, WeightCheck
 from ..onnx_pack import resolve_pack_file
 from ..params import ConfigError
 from ..records import Detections
@@ -142,6 +143,12 @@ class SCRFDDetector(FaceDetector):
 
     Frames are run one by one (insightface's exported graphs have a batch of 1).
     """
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        """The SCRFD .onnx file of ``model`` (a pack folder or the file)."""
+        path = resolve_model_file(place.path(cfg.get("model", DEFAULT_MODEL)))
+        return LocalWeights([WeightCheck("OK", f"scrfd: {path}")])
 
     gives_landmarks = True
 

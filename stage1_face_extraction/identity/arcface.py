@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from ..align import TEMPLATE_UV, similarity_transform, warp_crop
+from ..local_weights import LocalWeights, Place, WeightCheck
 from ..onnx_pack import resolve_pack_file
 from ..params import ConfigError
 from .base import FaceEmbedder, register_embedder
@@ -107,6 +108,12 @@ class ArcFaceEmbedder(FaceEmbedder):
         input_mean, input_std: override the pixel normalisation (default: insightface's rule).
         batch_size: faces per run (graphs with a fixed batch of 1 are run face by face).
     """
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        """The recognition .onnx file of ``model`` (a pack folder or the file)."""
+        path = resolve_model_file(place.path(cfg.get("model", DEFAULT_MODEL)))
+        return LocalWeights([WeightCheck("OK", f"arcface: {path}")])
 
     dim = 512
     distance_threshold = 1.1  # on unit vectors: cosine >= 0.395 (module docstring)

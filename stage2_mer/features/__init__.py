@@ -1,4 +1,4 @@
-"""Utterance features with swappable extractors (issue 5).
+"""Utterance features with swappable extractors.
 
 One registry for both modalities::
 

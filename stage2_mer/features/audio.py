@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stage1_face_extraction.local_weights import LocalWeights, Place, WeightCheck, fmt_bytes, folder_bytes
 from stage1_face_extraction.params import ConfigError
 
 from .registry import AudioExtractor, Contract, register_extractor, resolve_device
@@ -32,6 +33,38 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model or Path(model).exists()
 
 
+#: folder name -> hub id, for the download hint of a missing local save_pretrained folder
+KNOWN_HUB_IDS = {
+    "roberta-large": "FacebookAI/roberta-large",
+    "roberta-base": "FacebookAI/roberta-base",
+    "bert-large-uncased": "google-bert/bert-large-uncased",
+    "wav2vec2-base-960h": "facebook/wav2vec2-base-960h",
+    "wav2vec2-large-960h": "facebook/wav2vec2-large-960h",
+    "hubert-base-ls960": "facebook/hubert-base-ls960",
+    "hubert-large-ll60k": "facebook/hubert-large-ll60k",
+    "wavlm-base-plus": "microsoft/wavlm-base-plus",
+}
+
+
+def hub_hint(value: str, kind: str = "text") -> str:
+    """How to fill a missing local save_pretrained folder ``value`` (``kind``: text or audio)."""
+    hub = KNOWN_HUB_IDS.get(Path(value).name, "<hub id>")
+    other = "AutoTokenizer" if kind == "text" else "AutoFeatureExtractor"
+    return (f"download {hub} on a machine with network and save it there: for C in (AutoModel, {other}): "
+            f"C.from_pretrained('{hub}').save_pretrained('{value}')")
+
+
+def _hidden_size(folder: Path) -> int | None:
+    """``hidden_size`` of the folder's config.json (None when it cannot be read)."""
+    import json
+
+    try:
+        conf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        return int(conf["hidden_size"]) if "hidden_size" in conf else None
+    except (OSError, ValueError):
+        return None
+
+
 @register_extractor("hf_audio")
 class HFAudioExtractor(AudioExtractor):
     """Any transformers audio encoder (wav2vec2, HuBERT, WavLM, data2vec-audio) via AutoModel.
@@ -47,6 +80,46 @@ class HFAudioExtractor(AudioExtractor):
         random_init: ``wav2vec2`` only: the base architecture (``Wav2Vec2Config()``, 768-d) with
             random weights and no file at all (the demo pipeline; warns: meaningless features).
     """
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        """The ``model`` folder (config, preprocessor, weights) or the hub id in the local Hugging Face
+        cache; its hidden size and parameter count when they can be read. random_init WARNs."""
+        if cfg.get("random_init"):
+            return LocalWeights([WeightCheck(
+                "WARN", "random_init: true (demo only): a random base-size encoder, meaningless audio features",
+                f"on real MELD set random_init: false and {key}.model to a local save_pretrained folder "
+                "(models/wav2vec2-base-960h)", ".random_init")])
+        model = str(cfg.get("model", "facebook/wav2vec2-base-960h"))
+        folder = place.path(model)
+        if folder.is_dir():
+            gone = [f for f in ("config.json", "preprocessor_config.json") if not (folder / f).is_file()]
+            size = folder_bytes(folder)
+            if gone or not size:
+                return LocalWeights([WeightCheck("FAIL", f"{folder} is not a complete save_pretrained folder "
+                                                 f"(missing {', '.join(gone) or 'weight files'})",
+                                                 hub_hint(model, "audio"), ".model")])
+            dim = _hidden_size(folder)
+            return LocalWeights([WeightCheck("OK", f"{folder} ({fmt_bytes(size)}, {dim or 768}-d)")], dim=dim,
+                                params=size / 4)  # fp32 bytes -> parameters
+        cached = None
+        if not _looks_like_path(model):  # ``name`` or ``org/name``: also a hub id
+            try:
+                from huggingface_hub import try_to_load_from_cache
+
+                cached = try_to_load_from_cache(model, "config.json")
+            except Exception:  # noqa: BLE001 - any hub-library problem means "not found locally"
+                cached = None
+        if isinstance(cached, str):
+            return LocalWeights([WeightCheck("OK", f"hub id {model} in the local Hugging Face cache "
+                                             f"({Path(cached).parent})")], dim=_hidden_size(Path(cached).parent))
+        if _looks_like_path(model) or _offline() or (place.root / Path(model).parts[0]).is_dir():
+            hub = "" if _looks_like_path(model) else " (nor a hub id in the local Hugging Face cache)"
+            return LocalWeights([WeightCheck("FAIL", f"{place.show(model)} does not exist{hub}",
+                                             hub_hint(model, "audio"), ".model")])
+        return LocalWeights([WeightCheck("WARN", f"hub id {model} is not cached: the features stage downloads it",
+                                         f"save it once to models/ for offline runs: {hub_hint(model, 'audio')}",
+                                         ".model")])
 
     def __init__(
         self,
@@ -215,6 +288,10 @@ class FbankExtractor(AudioExtractor):
         dither: 0 keeps the output deterministic.
         scale: the wave is multiplied by this first (32768: Kaldi's int16 range).
     """
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        return LocalWeights([WeightCheck("OK", "no weights (Kaldi filterbank)")], dim=int(cfg.get("num_mel_bins", 80)))
 
     def __init__(
         self,

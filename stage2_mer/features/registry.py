@@ -25,8 +25,9 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
+from stage1_face_extraction.local_weights import LocatesWeights
 from stage1_face_extraction.params import ConfigError
-from stage1_face_extraction.registry import Registry, init_keys
+from stage1_face_extraction.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ __all__ = [
     "AudioExtractor",
     "register_extractor",
     "create_extractor",
+    "validate_extractor",
     "list_extractors",
     "extractor_class",
     "resolve_device",
@@ -103,8 +105,10 @@ def resolve_device(device: str) -> str:
     return device
 
 
-class FeatureExtractor(abc.ABC):
+class FeatureExtractor(LocatesWeights, abc.ABC):
     """Base of every extractor; subclasses set ``modality`` and implement ``contract``/``extract``."""
+
+    weights_fix: ClassVar[str] = "place the weights named above there, or pick another extractor"
 
     name: ClassVar[str] = ""
     modality: ClassVar[str] = ""
@@ -224,8 +228,12 @@ def extractor_class(name: str) -> type[FeatureExtractor]:
 
 def create_extractor(name: str, **cfg) -> FeatureExtractor:
     """Build extractor ``name`` from keyword config ``cfg``; unknown keys raise ConfigError."""
-    cls = extractor_class(name)
-    _REGISTRY.check_keys(name, cfg, init_keys(cls))
-    ext = cls(**cfg)
+    ext = _REGISTRY.create(name, cfg)
     logger.info("created %r", ext)
     return ext
+
+
+def validate_extractor(name: str, cfg: dict) -> type[FeatureExtractor]:
+    """The class of extractor ``name`` after checking ``cfg``'s keys (ConfigError otherwise), building nothing."""
+    _REGISTRY.validate(name, cfg)
+    return extractor_class(name)

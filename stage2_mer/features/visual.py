@@ -19,8 +19,10 @@ import numpy as np
 from stage1_face_extraction.identity.arcface import DEFAULT_MODEL as ARCFACE_DEFAULT_MODEL
 from stage1_face_extraction.identity.inception_resnet_v1 import (
     CHECKPOINTS,
+    facenet_weights,
     load_facenet,
 )
+from stage1_face_extraction.local_weights import LocalWeights, Place, WeightCheck, fmt_bytes
 from stage1_face_extraction.params import ConfigError
 from stage1_face_extraction.weights import load_state_dict
 
@@ -46,6 +48,10 @@ class InceptionResnetV1Extractor(VisualExtractor):
     Input 160x160 RGB, ``(x - 127.5) / 128``; output the 512-d ``last_bn`` embedding (not
     L2-normalised, as facenet-pytorch returns it with ``classify=False``).
     """
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        return facenet_weights(cfg, place)
 
     def __init__(
         self,
@@ -96,6 +102,25 @@ class TimmExtractor(VisualExtractor):
 
     Input size, mean and std come from the model's ``pretrained_cfg``; crops are resized to it.
     """
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        """The local ``weights`` file (timm never downloads here); none is a WARN with random_init."""
+        model = cfg.get("model")
+        if cfg.get("weights") is None:
+            if cfg.get("random_init"):
+                return LocalWeights([WeightCheck("WARN", "random_init: true (demo only): meaningless features",
+                                                 "set weights to a local timm state dict", ".random_init")])
+            return LocalWeights([WeightCheck("FAIL", f"timm {model!r} needs a local weights file",
+                                             "save the model's state dict (.safetensors) under models/ and set weights",
+                                             ".weights")])
+        path = place.path(cfg["weights"])
+        if path.is_file():
+            return LocalWeights([WeightCheck("OK", f"timm {model}: {path} ({fmt_bytes(path.stat().st_size)})")])
+        return LocalWeights([WeightCheck(
+            "FAIL", f"{place.show(cfg['weights'])} does not exist",
+            f"save timm's {model} state dict there (timm.create_model(..., pretrained=True) on a machine with "
+            "network, then safetensors.torch.save_file(model.state_dict(), PATH))", ".weights")])
 
     def __init__(
         self,
@@ -177,6 +202,17 @@ class DlibResnetExtractor(_FaceEmbedderExtractor):
         model_dir, num_jitters, padding: passed to ``create_embedder('dlib_resnet', ...)``.
     """
 
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        """The stage-1 embedder's files; what it misses is reported with the embedder's fix."""
+        from stage1_face_extraction.identity.dlib_resnet import DlibResnetEmbedder
+
+        try:
+            found = DlibResnetEmbedder.local_weights(cfg, place, key).checks
+        except (FileNotFoundError, ValueError) as exc:
+            found = [WeightCheck("FAIL", str(exc), DlibResnetEmbedder.weights_fix)]
+        return LocalWeights(found, dim=128)
+
     def __init__(
         self, *, model_dir: str | Path | None = None, num_jitters: int = 0, padding: float = 0.25, **common
     ) -> None:
@@ -220,6 +256,14 @@ class ArcFaceOnnxExtractor(_FaceEmbedderExtractor):
         device: ``auto`` (CUDA when onnxruntime has it), ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: crops per run (a graph with a fixed batch size imposes its own).
     """
+
+    @classmethod
+    def local_weights(cls, cfg: dict, place: Place, key: str) -> LocalWeights:
+        """The recognition .onnx file of ``model`` (a pack folder or the file)."""
+        from stage1_face_extraction.identity.arcface import resolve_model_file
+
+        path = resolve_model_file(place.path(cfg.get("model", ARCFACE_DEFAULT_MODEL)))
+        return LocalWeights([WeightCheck("OK", str(path))])
 
     def __init__(
         self, *, model: str | Path = ARCFACE_DEFAULT_MODEL, device: str = "auto", batch_size: int = 32

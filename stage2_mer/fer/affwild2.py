@@ -1,6 +1,6 @@
 """Aff-Wild2 (ABAW3 expression track) reader: the labelled frames that train the FER branch.
 
-Layout (one data root, relative folder names, reference §2.2 / §8.7)::
+Layout (one data root, relative folder names, not FacialMMT's hard-coded absolute paths)::
 
     <root>/cropped_aligned/<video>/<frame:05d>.jpg          face crops (112 x 112 in ABAW3)
     <root>/<annotations>/<video>.txt                         one file per video:
@@ -10,7 +10,7 @@ Layout (one data root, relative folder names, reference §2.2 / §8.7)::
 
 ABAW3 ships the annotations as ``Third_ABAW_Annotations/EXPR_Classification_Challenge/{Train_Set,
 Validation_Set}``; read each folder with :func:`scan_affwild2` to get a train and a validation
-index (FacialMMT trained without any Aff-Wild2 validation, §8.15).
+index (FacialMMT trained without any Aff-Wild2 validation).
 
 Labels: -1 and 7 (Other) are dropped; the kept Aff-Wild2 index ``k`` becomes the MELD label
 ``AFFWILD2_TO_MELD[k]`` (``stage1_face_extraction.meld.EMOTIONS`` order). Annotated frames whose
@@ -18,9 +18,9 @@ JPEG is absent (face not detected by the ABAW cropper) are skipped and counted.
 
 :class:`AffWild2Dataset` decodes JPEGs as RGB (PIL), augments them in RGB and hands the float
 output over in ``channel_order`` (``fer.channel_order``: ``bgr`` by default, what the
-face-pretrained Swin was trained on and what FacialMMT fed, reading with OpenCV, §8.10). The
+face-pretrained Swin was trained on and what FacialMMT fed, reading with OpenCV). The
 training augmentation uses the probabilities it names (FacialMMT's ``RandomApply`` fired with
-1 - p, §8.11): grayscale p = 0.2, colour jitter p = 0.8 (brightness, contrast, saturation 0.4, hue
+1 - p): grayscale p = 0.2, colour jitter p = 0.8 (brightness, contrast, saturation 0.4, hue
 0.1 instead of 0.4), Gaussian blur p = 0.5 (sigma 0.1-2, kernel about 10 % of the side), then
 (float output) random erasing p = 0.25 with per-pixel noise; :meth:`AugmentConfig.facialmmt`
 gives FacialMMT's effective values instead (grayscale 0.8, jitter 0.2 with hue 0.4, blur 0.5).
@@ -213,7 +213,7 @@ class AugmentConfig:
 
     @classmethod
     def facialmmt(cls) -> AugmentConfig:
-        """FacialMMT's EFFECTIVE augmentation (reference §3.6): its ``RandomApply`` fired when
+        """FacialMMT's EFFECTIVE augmentation : its ``RandomApply`` fired when
         ``random() > p``, so grayscale (named 0.2) ran with 0.8, colour jitter (0.4 x 4, named 0.8)
         with 0.2, blur with 0.5; random erasing 0.25."""
         return cls(grayscale_p=0.8, jitter_p=0.2, jitter=[0.4, 0.4, 0.4, 0.4], blur_p=0.5, erase_p=0.25)
@@ -239,7 +239,7 @@ class AffWild2Config:
         output: ``float`` -> (3, S, S) float32 normalised ((x - 0.5) / 0.5, in ``channel_order``);
             ``uint8`` -> (H, W, 3) uint8 RGB at the stored size, augmented but neither resized,
             normalised nor erased: resize/normalise on the GPU with
-            :func:`stage2_mer.fer.frames.faces_to_input` (small worker-to-GPU transfers, §8.9).
+            :func:`stage2_mer.fer.frames.faces_to_input` (small worker-to-GPU transfers).
         augment: training augmentation (``augment: {enabled: false}`` for validation).
         channel_order: ``bgr`` or ``rgb``, the float output's channel order (``fer.channel_order``;
             the uint8 output stays RGB: :func:`~stage2_mer.fer.frames.faces_to_input` swaps it).

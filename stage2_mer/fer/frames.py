@@ -1,13 +1,13 @@
 """Coupling the FER branch to the MER model: per-frame emotion distributions, frame filtering.
 
-Reference §3.7, with the fixes of §8:
+FacialMMT's frame filter, with its defects fixed:
 
 1. The real face frames of every utterance in a batch go through the Swin together (only real
-   frames, no padded images; resized on the device: :func:`faces_to_input`, §8.9).
+   frames, no padded images; resized on the device: :func:`faces_to_input`).
 2. Each frame's 7-way distribution, by ONE rule in training and evaluation (``train.fer_samples``):
    ``samples=0`` the deterministic ``softmax(logits / tau)``; ``samples=K`` the mean of K
    Gumbel-softmax samples ``softmax((logits + g) / tau)`` (FacialMMT: K = 1, in both phases; at
-   evaluation the caller passes a seeded generator so scores do not depend on the RNG, §8.3):
+   evaluation the caller passes a seeded generator so scores do not depend on the RNG):
    :func:`frame_distributions`. Noise in one phase only would train the model on frames that pass
    the threshold and test it on frames that do not (at tau 1 a Gumbel sample of a uniform
    distribution has sum p^2 ~0.37, the clean softmax 0.14).
@@ -15,16 +15,16 @@ Reference §3.7, with the fixes of §8:
    :func:`importance`.
 4. Frames with importance > threshold (0.2) are kept; an utterance where none passes keeps all its
    valid frames: :func:`keep_mask`, one vectorised (U, Lv) mask, no per-utterance index
-   arithmetic (FacialMMT's offsets were only right for batch size 1, §8.1).
+   arithmetic (FacialMMT's offsets were only right for batch size 1).
 5. Kept frames are packed to the front in order, padded positions zeroed, and a new mask is built:
    :func:`pack_kept`; :func:`filter_frames` does 4 + 5 on ``[features ; distribution]``;
    :func:`filter_counts` counts what the filter did (the kept-frame fraction of the metrics).
 
-How the Swin takes part in the MER step is an explicit choice (§8.4), :func:`fer_distributions`:
+How the Swin takes part in the MER step is an explicit choice (FacialMMT left it implicit), :func:`fer_distributions`:
 ``joint=False`` (default) runs it frozen, in eval mode under ``no_grad`` (no drop-path, no
 BatchNorm drift towards MELD faces, no wasted backward); ``joint=True`` leaves the mode to the
 caller and lets MER gradients reach the Swin, for a true joint loss with the Swin parameters in
-the MER optimiser. An utterance with no face frame simply has an all-False mask (§8.15): the
+the MER optimiser. An utterance with no face frame simply has an all-False mask: the
 downstream pooling must accept it.
 """
 

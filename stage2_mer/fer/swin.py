@@ -1,6 +1,6 @@
 """Auxiliary FER branch: a face-pretrained Swin-Tiny with a face-embedding head and a 7-way MLP.
 
-Architecture (reference §3.6)::
+Architecture (FacialMMT's facial-expression network)::
 
     images (N, 3, 224, 224), in fer.channel_order (BGR by default), (x / 255 - 0.5) / 0.5
       -> timm Swin-Tiny stages            (N, 7, 7, 768)   no final norm, no pooling, no classifier

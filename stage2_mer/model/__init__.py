@@ -1,4 +1,4 @@
-"""The stage-2 multimodal emotion-recognition model (FacialMMT, reference §3), batched per dialogue.
+"""The stage-2 multimodal emotion-recognition model (FacialMMT), batched per dialogue.
 
     from stage2_mer.model import ModelConfig, create_model
     cfg = load_section("params.yaml", "model", ModelConfig)

@@ -4,7 +4,7 @@
     ckpt = {"config": cfg.to_dict(), "state_dict": model.state_dict()}
     cfg = ModelConfig.from_dict(ckpt["config"])               # exact round trip (JSON-able)
 
-Defaults are the FacialMMT sizes (reference §3): RoBERTa-large text encoder projected to 768,
+Defaults are the FacialMMT sizes: RoBERTa-large text encoder projected to 768,
 5 audio / 2 visual BERT-style blocks, 2 cross-modal layers per stage, 7 MELD classes.
 """
 
@@ -50,7 +50,7 @@ class ModelConfig:
             and fine-tuned. ``None`` = build a RANDOM encoder from ``text_config`` (tests / demo).
         text_config: kwargs of ``transformers.AutoConfig.for_model`` (must hold ``model_type``);
             only allowed when ``text_encoder`` is ``None``.
-        text_dim_proj: ``True`` = Linear(text hidden -> ``hidden``) on every token (§3.2, also when
+        text_dim_proj: ``True`` = Linear(text hidden -> ``hidden``) on every token (as FacialMMT, also when
             the sizes agree); ``False`` = no projection (the encoder's hidden size must equal
             ``hidden``).
         text_pool: what the text branch passes on per utterance: ``span`` (default) every token
@@ -72,7 +72,7 @@ class ModelConfig:
         audio_dim, visual_dim: per-frame input feature sizes (wav2vec2-base 768, InceptionResNetV1
             512).
         fer_dim: size of the per-frame facial-expression distribution concatenated to the visual
-            features (7); 0 = the unimodal V model of §3.8 (no FER input).
+            features (7); 0 = the unimodal visual model (no FER input).
         num_labels: number of emotion classes.
         max_audio_len, max_visual_len: sizes of the learned position tables. Positions count only
             VALID frames, so a padded width above the table size is fine; an utterance with more

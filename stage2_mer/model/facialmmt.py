@@ -1,10 +1,12 @@
-"""The FacialMMT multimodal emotion-recognition model (reference §3.2-3.5, §3.8), batched.
+"""The FacialMMT multimodal emotion-recognition model (text, audio, visual and cross-modal
+branches; also the visual-only variant), batched.
 
 One batch holds ``B`` dialogues and ``U`` utterances (all utterances of those dialogues, or any
 subset). Each dialogue is encoded ONCE by the text encoder and every utterance's token span is cut
-out of its dialogue's contextual output (fix of §8.2; no 38-token cap, §8.12). Audio and visual
+out of its dialogue's contextual output (FacialMMT re-encoded the dialogue per utterance; no
+38-token cap as it had). Audio and visual
 frames go through their own BERT-style encoders, then MulT-style cross-modal transformers with
-key-padding masks and length-aware positions (fix of §8.12), additive attention pooling and a
+key-padding masks and length-aware positions (FacialMMT attended over padding), additive attention pooling and a
 linear classifier.
 
 Batch (masks are bool, True = valid; int/float 0/1 masks are accepted and converted)::

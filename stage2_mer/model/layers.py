@@ -101,7 +101,7 @@ class MultiHeadAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """BERT-style post-LN self-attention block (reference §3.3).
+    """BERT-style post-LN self-attention block (FacialMMT's audio and visual encoder layer).
 
     ``x = LN(x + drop(attn(x)))``; ``x = LN(x + drop(W2 gelu(W1 x)))`` with erf GELU.
     """
@@ -123,7 +123,7 @@ class TransformerBlock(nn.Module):
 
 
 class SequenceEncoder(nn.Module):
-    """Per-frame features -> contextual sequence (audio §3.3 / visual §3.4 / V-only §3.8).
+    """Per-frame features -> contextual sequence (the audio, visual and visual-only encoders).
 
     ``Linear(in_dim -> H)`` + learned positions (``max_len`` table, indexed by the rank of each
     VALID frame) + ``layers`` :class:`TransformerBlock`. Padded input frames are zeroed first and
@@ -193,8 +193,8 @@ class CrossModalLayer(nn.Module):
 
 
 class CrossModalEncoder(nn.Module):
-    """MulT-style cross-modal transformer with key-padding masks and length-aware positions (§3.5
-    with the fix of §8.12). One instance is shared by both directions of a modality pair.
+    """MulT-style cross-modal transformer with key-padding masks and length-aware positions (FacialMMT's,
+    which attended over padding, fixed). One instance is shared by both directions of a modality pair.
 
     Inputs are scaled by ``sqrt(H)`` and get :func:`sinusoidal_positions` of THEIR OWN mask (query
     and key/value separately); ``layers`` :class:`CrossModalLayer`; final LayerNorm; padded query
@@ -228,8 +228,8 @@ class CrossModalEncoder(nn.Module):
 
 
 class AdditivePooling(nn.Module):
-    """Additive attention pooling (§3.5): ``score_i = v(tanh(P x_i + Q q))`` with a learned query
-    ``q`` (randn init), masked softmax over valid positions, weighted sum.
+    """Additive attention pooling (FacialMMT's utterance pooling): ``score_i = v(tanh(P x_i + Q q))``
+    with a learned query ``q`` (randn init), masked softmax over valid positions, weighted sum.
 
     A row with no valid position pools to zeros (the classifier then sees only its bias).
     """

@@ -5,12 +5,12 @@ an annotated MP4/GIF.
     pred = Predictor("data/model", params).predict("clip.mp4", "Oh my God!", speaker="Rachel")
 
 Modules: :mod:`.core` (the prediction, built as the trainer's batches are), :mod:`.render` (the
-annotated clip), :mod:`.cli` (``main(argv)``, what ``facialmmt predict`` runs).
+annotated clip), :mod:`.cli` (``main(argv)``, what ``facialmmt predict`` runs; not imported
+here: the command sits on top of the library).
 """
 
 from __future__ import annotations
 
-from .cli import main
 from .core import (
     CHECKPOINT_HINT,
     InputSpec,
@@ -23,4 +23,4 @@ from .core import (
 from .render import draw_prediction, write_annotated
 
 __all__ = ["CHECKPOINT_HINT", "InputSpec", "PredictError", "Prediction", "Predictor", "check_checkpoint",
-           "draw_prediction", "main", "parse_turn", "write_annotated"]
+           "draw_prediction", "parse_turn", "write_annotated"]

@@ -284,8 +284,7 @@ class Predictor:
     def __init__(self, checkpoint: str | Path, params: dict | None = None, features_root: str | Path | None = None,
                  tokenizer=None) -> None:
         from stage1_face_extraction.pipeline import Stage1Config
-        from stage2_mer.stages.evaluate import load_models
-        from stage2_mer.train import TrainConfig, Trainer, apply_preset, checkpoint_train_config
+        from stage2_mer.train import TrainConfig, Trainer, apply_preset, checkpoint_train_config, load_models
 
         params = dict(params or {})
         self.checkpoint = Path(checkpoint)
@@ -328,11 +327,8 @@ class Predictor:
                 raise PredictError(f"the {key} extractor {spec.extractor!r} gives {ext.dim}-d features but the model "
                                    f"was trained on {want}-d ones (use the extractor the model was trained with)")
             self.extractors[key] = ext
-        trainer = Trainer(model, self.train_cfg, fer=fer, fer_cfg=fer_cfg, model_config=self.info["model"], pad_id=pad)
-        trainer.model = trainer.acc.prepare(model)  # as the evaluate stage does
-        if fer is not None:
-            trainer.fer = trainer.acc.prepare(fer)
-        self.trainer = trainer
+        self.trainer = Trainer.for_inference(model, self.train_cfg, fer=fer, fer_cfg=fer_cfg,
+                                             model_config=self.info["model"], pad_id=pad)  # as evaluate's
         self._pipe = None
 
     def _dialogue_tokenizer(self, tokenizer):

@@ -4,8 +4,9 @@
         --utterances data/prepared/utterances.parquet --audio data/features/audio/wav2vec2 \
         --visual data/features/visual/inception_resnet_v1 --faces data/faces --out data/eval
 
-Builds the model and the FER network from the checkpoint's own JSON (never from params: a
-checkpoint evaluates as it was trained), and so are its data settings: speaker names, max tokens,
+Builds the model and the FER network from the checkpoint's own JSON
+(:func:`stage2_mer.train.load_models`; never from params: a checkpoint evaluates as it was
+trained), and so are its data settings: speaker names, max tokens,
 the length caps, the FER tau, threshold and samples come from ``checkpoint.json`` ``inputs``
 (:func:`stage2_mer.train.checkpoint_train_config`); params.yaml's ``train`` section (after its
 ``preset``) gives the rest (batching, precision) and the settings an older checkpoint does not
@@ -30,51 +31,22 @@ import logging
 import sys
 from pathlib import Path
 
-from stage1_face_extraction.params import ConfigError, from_dict, load_section
+from stage1_face_extraction.params import ConfigError, load_section
 from stage1_face_extraction.stages._common import setup_logging
 from stage1_face_extraction.store import atomic_write_bytes
 
 log = logging.getLogger("facialmmt.evaluate")
 
 
-def load_models(checkpoint: str | Path):
-    """(model, model_cfg, fer or None, fer_cfg or None, checkpoint info) from a checkpoint folder."""
-    from stage2_mer.model import ModelConfig, create_model
-    from stage2_mer.train import load_state, read_checkpoint
-
-    info = read_checkpoint(checkpoint)
-    model_cfg = from_dict(ModelConfig, info["model"], "checkpoint.model")
-    model = create_model(model_cfg, pretrained_text=False)  # architecture only: the weights come next
-    load_state(model, Path(checkpoint) / "model.safetensors")
-    fer = fer_cfg = None
-    if info.get("fer"):
-        import warnings
-
-        from stage2_mer.fer import FERConfig, build_fer
-
-        # the architecture from the checkpoint's JSON, the weights from its fer.safetensors; a
-        # checkpoint from before fer.channel_order was trained on RGB input
-        fer_cfg = from_dict(FERConfig, {"channel_order": "rgb", **info["fer"], "random_init": True, "checkpoint": None},
-                            "checkpoint.fer")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fer = build_fer(fer_cfg)
-        load_state(fer, Path(checkpoint) / "fer.safetensors")
-    return model, model_cfg, fer, fer_cfg, info
-
-
 def predict_checkpoint(checkpoint: str | Path, train_cfg, args, table) -> dict:
     """Load ``checkpoint`` and predict ``args.split`` with its own data settings (``Trainer.predict``)."""
-    from stage2_mer.stages.train import build_data
-    from stage2_mer.train import Trainer, checkpoint_train_config
+    from stage2_mer.data.assemble import build_data
+    from stage2_mer.train import Trainer, checkpoint_train_config, load_models
 
     model, model_cfg, fer, fer_cfg, info = load_models(checkpoint)
     cfg, _ = checkpoint_train_config(train_cfg, info, checkpoint)
     data, pad = build_data(args, model_cfg, cfg, table)
-    trainer = Trainer(model, cfg, fer=fer, fer_cfg=fer_cfg, model_config=info["model"], pad_id=pad)
-    trainer.model = trainer.acc.prepare(model)
-    if fer is not None:
-        trainer.fer = trainer.acc.prepare(fer)
+    trainer = Trainer.for_inference(model, cfg, fer=fer, fer_cfg=fer_cfg, model_config=info["model"], pad_id=pad)
     return trainer.predict(data[args.split])
 
 

@@ -7,9 +7,8 @@ keep the best dev checkpoint.
         --out data/model --metrics data/train_metrics.json
 
 Reads the ``model``, ``fer`` (the facial-expression network) and ``train`` sections. ``--audio`` /
-``--visual`` are feature folders of the features stage (``<folder>/<split>/``; lengths are capped
-by ``train.max_audio_len`` / ``train.max_visual_len``, from the train split for ``mean+3std``);
-``--faces`` the stage-1 output (crops for the facial-expression network);
+``--visual`` are feature folders of the features stage and ``--faces`` the stage-1 output
+(:mod:`stage2_mer.data.assemble` reads them: dimensions, length caps, the three splits);
 ``--affwild2`` an Aff-Wild2-layout folder for the auxiliary task. Each is needed only when the
 configured modalities use it. The demo's Aff-Wild2 stand-in (``make_affwild2``: MELD's own train
 faces labelled with their utterances' emotions) is refused unless ``--meld-root`` is the demo
@@ -20,7 +19,7 @@ all-MiniLM-L6-v2 folder shipped in that package, used by the demo) or a local fo
 
 Writes the checkpoint folder ``--out`` (``stage2_mer/train/checkpoint.py``: safetensors + JSON;
 ``checkpoint.json`` also records ``inputs``, how the features and text were made, see
-:func:`input_record`, which ``facialmmt predict`` reads)
+:func:`stage2_mer.data.assemble.input_record`, which ``facialmmt predict`` reads)
 and ``--metrics``: the best dev metrics (with the frame filter's counts on dev, ``fer_filter``);
 with ``train.seeds: [a, b, ...]`` one run per seed (``--out/seed-<s>/``), their mean and std, the
 best seed's checkpoint copied to ``--out`` and ``--out/seeds.json`` (the seeds and their dev
@@ -44,96 +43,6 @@ from stage1_face_extraction.store import atomic_write_bytes
 log = logging.getLogger("facialmmt.train")
 
 
-def resolve_encoder(value: str | None) -> str | None:
-    """``pkg:<module>`` -> that package's model folder (:func:`stage2_mer.model.facialmmt.resolve_text_encoder`)."""
-    from stage2_mer.model.facialmmt import resolve_text_encoder
-
-    return resolve_text_encoder(value)
-
-
-def build_data(args, model_cfg, train_cfg, table):
-    """``{split: MELDDialogues}`` with the readers the modalities need, and the tokenizer pad id."""
-    from stage1_face_extraction.store import FaceShardReader
-    from stage2_mer.data import DialogueTokenizer, MELDDialogues
-    from stage2_mer.features import FeatureReader
-
-    mods = set(model_cfg.modalities.split("+"))
-    tok, pad = None, 0
-    if "T" in mods:
-        from transformers import AutoTokenizer
-
-        src = model_cfg.text_encoder
-        if src is None:
-            raise ConfigError("model.text_encoder is needed for the T modality (a local transformers folder)")
-        hf = AutoTokenizer.from_pretrained(resolve_encoder(src), local_files_only=True)
-        tok = DialogueTokenizer(hf, max_tokens=train_cfg.max_tokens, speaker_names=train_cfg.speaker_names,
-                                context=train_cfg.text_context)
-        pad = tok.pad
-
-    from stage2_mer.features.store import length_cap
-
-    def cap(folder, rule) -> int:
-        lengths = [n for n in FeatureReader(Path(folder) / "train").lengths() if n > 0]
-        return length_cap(lengths or [1], rule)
-
-    need = {"A": args.audio, "V": args.visual}
-    for m, folder in need.items():
-        if m in mods and not folder:
-            raise ConfigError(f"modality {m} needs --{'audio' if m == 'A' else 'visual'}")
-    for m, folder, key in (("A", args.audio, "audio_dim"), ("V", args.visual, "visual_dim")):
-        if m in mods:
-            dim = FeatureReader(Path(folder) / "train").dim
-            if dim != getattr(model_cfg, key):  # the features decide (e.g. fbank 80 instead of wav2vec2 768)
-                log.info("model.%s %d -> %d (the dimension of %s)", key, getattr(model_cfg, key), dim, folder)
-                setattr(model_cfg, key, dim)
-    caps = {}
-    if "A" in mods:
-        caps["A"] = cap(args.audio, train_cfg.max_audio_len)
-    if "V" in mods:
-        caps["V"] = cap(args.visual, train_cfg.max_visual_len)
-    log.info("length caps: %s", caps)
-    data = {}
-    for split in ("train", "dev", "test"):
-        data[split] = MELDDialogues(
-            table,
-            split,
-            tokenizer=tok,
-            audio=FeatureReader(Path(args.audio) / split) if "A" in mods else None,
-            visual=FeatureReader(Path(args.visual) / split) if "V" in mods else None,
-            faces=FaceShardReader(Path(args.faces) / split)
-            if ("V" in mods and model_cfg.fer_dim > 0 and args.faces)
-            else None,
-            max_audio=caps.get("A"),
-            max_visual=caps.get("V"),
-        )
-    return data, pad
-
-
-def input_record(args, model_cfg, train_cfg, train_data) -> dict:
-    """How the model's inputs were made, for ``checkpoint.json`` (``facialmmt predict`` rebuilds one
-    clip's inputs from it): per feature modality the extractor and its options (the feature
-    folder's ``meta.json``), the stored dtype, the dim and the length cap; the text settings."""
-    from stage2_mer.features import FeatureReader
-
-    mods = set(model_cfg.modalities.split("+"))
-    rec: dict = {}
-    if "T" in mods:
-        rec["text"] = {"max_tokens": train_cfg.max_tokens, "speaker_names": train_cfg.speaker_names}
-        if train_cfg.text_context != "dialogue":  # recorded when not the default (checkpoint_data_settings)
-            rec["text"]["context"] = train_cfg.text_context
-    if "V" in mods and model_cfg.fer_dim > 0:
-        rec["fer_filter"] = {"tau": train_cfg.fer_tau, "threshold": train_cfg.fer_threshold,
-                             "samples": train_cfg.fer_samples}
-    for m, key, folder, cap in (("A", "audio", args.audio, train_data.max_audio),
-                                ("V", "visual", args.visual, train_data.max_visual)):
-        if m in mods:
-            meta = FeatureReader(Path(folder) / "train").meta
-            info = meta.get("info") or {}
-            rec[key] = {"extractor": info.get("extractor"), "options": info.get("options") or {},
-                        "dtype": meta.get("dtype"), "dim": meta.get("dim"), "max_len": cap}
-    return rec
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="facialmmt train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml")
@@ -149,16 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup_logging()
     from stage1_face_extraction.meld import read_utterance_table
+    from stage2_mer.data.assemble import build_data, input_record, with_feature_dims
     from stage2_mer.fer import FERConfig, build_fer
     from stage2_mer.model import ModelConfig, create_model
+    from stage2_mer.model.facialmmt import resolve_text_encoder
     from stage2_mer.train import SEEDS_JSON, TrainConfig, Trainer, apply_preset, params_hash, summarize_seeds
 
     try:
         model_cfg = load_section(args.params, "model", ModelConfig)
-        resolve_encoder(model_cfg.text_encoder)  # a missing pkg: fails here; the spec itself goes into checkpoint.json
+        resolve_text_encoder(model_cfg.text_encoder)  # a missing pkg: fails here; the spec goes into checkpoint.json
         fer_cfg = load_section(args.params, "fer", FERConfig)
         train_cfg = apply_preset(load_section(args.params, "train", TrainConfig))
         table = read_utterance_table(args.utterances)
+        model_cfg = with_feature_dims(model_cfg, args)
         data, pad = build_data(args, model_cfg, train_cfg, table)
     except (ConfigError, ValueError, FileNotFoundError, KeyError) as exc:
         log.error("%s", exc)

@@ -1,4 +1,5 @@
-"""Checkpoints: safetensors weights + one JSON, never pickled modules (FacialMMT defect §8.13).
+"""Checkpoints: safetensors weights + one JSON, never pickled modules (FacialMMT pickled whole
+modules, which runs code on load).
 
     <dir>/model.safetensors    the MER model's state dict
     <dir>/fer.safetensors      the facial-expression model's state dict (when there is one)
@@ -31,8 +32,8 @@ from stage1_face_extraction.store import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["save_checkpoint", "read_checkpoint", "load_state", "params_hash", "checkpoint_data_settings",
-           "checkpoint_train_config", "CHECKPOINT_JSON", "SEEDS_JSON"]
+__all__ = ["save_checkpoint", "read_checkpoint", "load_state", "load_models", "params_hash",
+           "checkpoint_data_settings", "checkpoint_train_config", "CHECKPOINT_JSON", "SEEDS_JSON"]
 
 FORMAT = 1
 CHECKPOINT_JSON = "checkpoint.json"
@@ -104,6 +105,34 @@ def load_state(module, path: str | Path) -> None:
     if missing or unexpected:
         raise ValueError(f"{path} does not fit {type(module).__name__}: missing {sorted(missing)[:5]}, "
                          f"unexpected {sorted(unexpected)[:5]}")
+
+
+def load_models(folder: str | Path):
+    """``(model, model_cfg, fer or None, fer_cfg or None, info)`` rebuilt from a checkpoint folder:
+    the architectures from its ``checkpoint.json`` (never from params: a checkpoint runs as it was
+    trained), the weights from its safetensors files."""
+    from stage1_face_extraction.params import from_dict
+    from stage2_mer.model import ModelConfig, create_model
+
+    info = read_checkpoint(folder)
+    model_cfg = from_dict(ModelConfig, info["model"], "checkpoint.model")
+    model = create_model(model_cfg, pretrained_text=False)  # architecture only: the weights come next
+    load_state(model, Path(folder) / "model.safetensors")
+    fer = fer_cfg = None
+    if info.get("fer"):
+        import warnings
+
+        from stage2_mer.fer import FERConfig, build_fer
+
+        # the architecture from the checkpoint's JSON, the weights from its fer.safetensors; a
+        # checkpoint from before fer.channel_order was trained on RGB input
+        fer_cfg = from_dict(FERConfig, {"channel_order": "rgb", **info["fer"], "random_init": True, "checkpoint": None},
+                            "checkpoint.fer")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fer = build_fer(fer_cfg)
+        load_state(fer, Path(folder) / "fer.safetensors")
+    return model, model_cfg, fer, fer_cfg, info
 
 
 #: ``train`` keys recorded under checkpoint.json ``inputs``: (record, key in the record, train key).

@@ -6,7 +6,7 @@ with early stopping, and the facial-expression (FER) branch interleaved by a ste
     best = trainer.fit(train_dialogues, dev_dialogues, out_dir)   # -> best dev metrics
     preds = trainer.predict(test_dialogues)                       # utt_ids, labels, predictions, probs
 
-FacialMMT's defects fixed here (reference §8): any batch size is correct (whole dialogues per
+FacialMMT's defects fixed here: any batch size is correct (whole dialogues per
 batch, per-utterance masks, no index arithmetic), each dialogue is encoded once per step, one
 frame-distribution rule for training and evaluation (``train.fer_samples``; seeded noise at
 evaluation), gradients are unscaled before
@@ -43,9 +43,9 @@ PRECISIONS = ("fp32", "bf16", "fp16")  # not "no": YAML writers (dvc exp run -S)
 AUX_SCHEDULES = ("interleave", "epoch_pass")
 AUX_AUGMENTS = ("project", "facialmmt")
 
-#: ``train.preset`` -> the ``train`` values it sets (reference §4.1, §4.4, §3.6-3.7). FacialMMT
-#: trains on one utterance at a time with 4 accumulated (4 per optimizer step); batches here are
-#: whole dialogues, so the closest is one dialogue per step (~9.6 MELD utterances).
+#: ``train.preset`` -> the ``train`` values it sets (FacialMMT's published training settings).
+#: FacialMMT trains on one utterance at a time with 4 accumulated (4 per optimizer step); batches
+#: here are whole dialogues, so the closest is one dialogue per step (~9.6 MELD utterances).
 PRESETS: dict[str, dict[str, Any]] = {
     "facialmmt": {
         "speaker_names": False,  # the utterance text alone
@@ -189,6 +189,17 @@ class Trainer:
         self._eval_generator = None  # set by predict when fer_samples > 0
         self._filter_counts: dict[str, int] = {}
 
+    @classmethod
+    def for_inference(cls, model, cfg: TrainConfig, fer=None, fer_cfg: Any = None, model_config: dict | None = None,
+                      pad_id: int = 0) -> Trainer:
+        """A trainer that only predicts (the ``evaluate`` stage, ``facialmmt predict``): the model and
+        the FER network are placed by Accelerate (device, precision) as :meth:`fit` places them."""
+        trainer = cls(model, cfg, fer=fer, fer_cfg=fer_cfg, model_config=model_config, pad_id=pad_id)
+        trainer.model = trainer.acc.prepare(model)
+        if fer is not None:
+            trainer.fer = trainer.acc.prepare(fer)
+        return trainer
+
     # ------------------------------------------------------------------------------- batches
 
     def _loader(self, dataset, shuffle: bool, epoch_seed: int = 0):
@@ -204,7 +215,7 @@ class Trainer:
 
     def _face_inputs(self, batch: dict, training: bool) -> None:
         """Run the FER network over the batch's real face crops and replace the visual input with
-        the kept frames' ``[features ; 7-d distribution]`` packed to the front (reference §3.7, with
+        the kept frames' ``[features ; 7-d distribution]`` packed to the front (FacialMMT's filter, with
         Gumbel noise only in training and per-utterance masks instead of index arithmetic)."""
         if self.fer is None or "faces" not in batch or "visual" not in batch:
             return
