@@ -53,8 +53,8 @@ import torch
 from tqdm import tqdm
 
 from stage1_face_extraction.clock import STEPS
+from stage1_face_extraction.common.config import load_section
 from stage1_face_extraction.executors import ClipJob, ClipRunner, run_jobs
-from stage1_face_extraction.params import load_section
 from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
 from stage1_face_extraction.video import iter_frames, probe
 

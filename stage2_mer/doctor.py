@@ -341,7 +341,7 @@ class Doctor:
     # --------------------------------------------------------------------------- config
 
     def check_config(self) -> bool:
-        from stage1_face_extraction.params import ConfigError, from_dict, load_params, with_runtime
+        from stage1_face_extraction.common.config import ConfigError, from_dict, load_params, with_runtime
         from stage1_face_extraction.stages import param_sections as stage1_sections
         from stage2_mer.stages import param_sections as stage2_sections
 
@@ -382,8 +382,8 @@ class Doctor:
 
     def _check_components(self, section: str, cfg: Any) -> str | None:
         """Registry names and keys of the components a section picks (what ``create_*`` would check)."""
-        from stage1_face_extraction.params import ConfigError, from_dict
-        from stage1_face_extraction.registry import init_keys
+        from stage1_face_extraction.common.config import ConfigError, from_dict
+        from stage1_face_extraction.common.registry import init_keys
 
         try:
             if section == "stage1":

@@ -30,9 +30,9 @@ import yaml
 
 from conftest import face_frame, is_marked
 from stage1_face_extraction import cli, executors, store
+from stage1_face_extraction.common.runstate import MARKER
 from stage1_face_extraction.detectors import MTCNNDetector, register_detector
 from stage1_face_extraction.pipeline import FacePipeline
-from stage1_face_extraction.runstate import MARKER
 from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import FaceShardWriter, ManifestAppender, read_manifest, write_manifest
 from stage1_face_extraction.video import write_video

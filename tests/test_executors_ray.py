@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from stage1_face_extraction import executors
+from stage1_face_extraction.common.config import ConfigError, from_dict, load_section
 from stage1_face_extraction.executors import ClipJob, ClipRunner
-from stage1_face_extraction.params import ConfigError, from_dict, load_section
 from stage1_face_extraction.pipeline import ClipAnalysis, ClipResult, RayConfig, Stage1Config
 
 

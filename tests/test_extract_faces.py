@@ -27,10 +27,10 @@ import pytest
 import yaml
 
 from stage1_face_extraction import executors
+from stage1_face_extraction.common.config import RUNTIME_KEYS, load_section
+from stage1_face_extraction.common.runstate import MARKER, OWNER
 from stage1_face_extraction.meld import read_utterance_table
-from stage1_face_extraction.params import RUNTIME_KEYS, load_section
 from stage1_face_extraction.pipeline import Stage1Config
-from stage1_face_extraction.runstate import MARKER, OWNER
 from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import FaceShardReader, read_manifest
 

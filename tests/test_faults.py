@@ -37,9 +37,10 @@ import numpy as np
 import pytest
 import yaml
 
-from stage1_face_extraction.runstate import MARKER
+from stage1_face_extraction.common.atomic import atomic_write_bytes
+from stage1_face_extraction.common.runstate import MARKER
 from stage1_face_extraction.stages import extract_faces, prepare
-from stage1_face_extraction.store import FaceShardWriter, atomic_write_bytes
+from stage1_face_extraction.store import FaceShardWriter
 from stage1_face_extraction.video import write_video
 from stage2_mer.features.store import FeatureReader, FeatureWriter
 from test_dvc_pipeline import _lock_outs
@@ -246,7 +247,7 @@ def test_features_on_a_full_disk(tiny_corpus: dict, small_fs, caplog) -> None:
 
 
 def test_run_state_resumes_only_the_same_inputs(tmp_path: Path) -> None:
-    from stage1_face_extraction.runstate import MARKER, RunState
+    from stage1_face_extraction.common.runstate import MARKER, RunState
 
     out = tmp_path / "out"
     assert RunState(out, "a").begin() == "new" and (out / MARKER).is_file()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from stage1_face_extraction.params import ConfigError, from_dict, load_section
+from stage1_face_extraction.common.config import ConfigError, from_dict, load_section
 
 
 @dataclass
@@ -115,7 +115,7 @@ def test_no_dvc_stage_hashes_the_runner_knobs(repo_root):
     (so `dvc status` cannot see a worker-count change: test_dvc_pipeline checks that on a real run)."""
     import yaml
 
-    from stage1_face_extraction.params import RUNTIME_KEYS
+    from stage1_face_extraction.common.config import RUNTIME_KEYS
 
     spec = yaml.safe_load((repo_root / "dvc.yaml").read_text(encoding="utf-8"))
     params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 
 from ..align import BOX_ASPECT, TEMPLATE_UV, similarity_transform, warp_crop
-from ..params import from_dict
-from ..registry import Registry
+from ..common.config import from_dict
+from ..common.registry import Registry
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from typing import ClassVar, TypeVar
 import cv2
 import numpy as np
 
-from ..params import ConfigError
+from ..common.config import ConfigError
+from ..common.registry import Registry, init_keys
 from ..records import Detections
-from ..registry import Registry, init_keys
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..params import ConfigError
+from ..common.config import ConfigError
 from ..records import Detections
 from .base import FaceDetector, register_detector, resolve_torch_device
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..common.config import ConfigError
 from ..onnx_pack import resolve_pack_file
-from ..params import ConfigError
 from ..records import Detections
 from .base import FaceDetector, register_detector
 

@@ -36,8 +36,8 @@ import cv2
 import numpy as np
 
 from ..align import TEMPLATE_UV, similarity_transform, warp_crop
+from ..common.config import ConfigError
 from ..onnx_pack import resolve_pack_file
-from ..params import ConfigError
 from .base import FaceEmbedder, register_embedder
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from ..registry import Registry, init_keys
+from ..common.registry import Registry, init_keys
 
 __all__ = [
     "FaceEmbedder",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..params import ConfigError
+from ..common.config import ConfigError
 from .base import FaceEmbedder, register_embedder
 
 RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"

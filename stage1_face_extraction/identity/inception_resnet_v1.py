@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from ..align import align_face
-from ..params import ConfigError
-from ..weights import load_state_dict
+from ..common.config import ConfigError
+from ..common.weights import load_state_dict
 from .base import FaceEmbedder, register_embedder
 
 logger = logging.getLogger(__name__)

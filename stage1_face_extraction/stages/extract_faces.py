@@ -24,7 +24,7 @@ group's identity report is appended to ``<split>/.identities.journal.jsonl`` bef
 finished and each finished clip's record to ``<split>/.journal.jsonl``; a killed run, restarted,
 skips the clips already stored (re-analysing the other clips of a partly stored dialogue for its
 identity step) and ends with the same bytes as an uninterrupted run. ``<out>/.run-in-progress.json``
-(``runstate.py``) holds the fingerprint of the running inputs (params, table, clips, code) until the
+(``common/runstate.py``) holds the fingerprint of the running inputs (params, table, clips, code) until the
 run finishes: a rerun resumes only an interrupted run of the same inputs and otherwise starts over,
 so ``dvc.yaml`` can keep the output between runs (``persist: true``) and a killed ``dvc repro``
 resumes too. A full disk stops the run with exit status 1 and a message naming the file; no
@@ -55,13 +55,10 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from stage1_face_extraction.executors import ClipJob, ClipRunner
-from stage1_face_extraction.identity.group import group_key
-from stage1_face_extraction.meld import MeldFormatError, read_utterance_table
-from stage1_face_extraction.params import ConfigError, load_section, to_dict, without_runtime
-from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
-from stage1_face_extraction.preview import write_preview
-from stage1_face_extraction.runstate import (
+from stage1_face_extraction.common.atomic import DISK_FULL, atomic_write_bytes
+from stage1_face_extraction.common.config import ConfigError, load_section, to_dict, without_runtime
+from stage1_face_extraction.common.logs import setup_logging
+from stage1_face_extraction.common.runstate import (
     MARKER,
     OWNER,
     ForeignOutputError,
@@ -74,14 +71,16 @@ from stage1_face_extraction.runstate import (
     remove,
     stat_digest,
 )
-from stage1_face_extraction.stages._common import setup_logging
+from stage1_face_extraction.executors import ClipJob, ClipRunner
+from stage1_face_extraction.identity.group import group_key
+from stage1_face_extraction.meld import MeldFormatError, read_utterance_table
+from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+from stage1_face_extraction.preview import write_preview
 from stage1_face_extraction.store import (
-    DISK_FULL,
     NO_FRAMES,
     FaceShardReader,
     FaceShardWriter,
     ManifestAppender,
-    atomic_write_bytes,
     contact_sheet,
     read_manifest,
     write_identities,
@@ -320,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
-        # store.py's messages name the file; a journal line or a preview may fail first
+        # the store's messages name the file; a journal line or a preview may fail first
         log.error("%s", exc if exc.filename else f"no space left on device writing under {out} ({exc}): "
                   "finished shards are kept; free some space and rerun to resume")
         return 1
@@ -355,7 +354,7 @@ def _is_split_folder(folder: Path) -> bool:
 
 def _run(args, cfg: Stage1Config, references, table, meld_root: Path, out: Path, splits: list[str]) -> int:
     # `dvc repro` keeps data/faces (persist: true): a rerun after a kill resumes when nothing the
-    # outputs depend on changed, and starts over otherwise (runstate.py).
+    # outputs depend on changed, and starts over otherwise (common/runstate.py).
     pictures = Path(args.pictures) if args.pictures else out.with_name(out.name + "_pictures")
     for folder in (out, pictures):
         check_own_output(folder, STAGE, legacy=_is_split_folder)  # never empty a folder of someone else's

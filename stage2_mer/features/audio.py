@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
 
 from .registry import AudioExtractor, Contract, register_extractor, resolve_device
 

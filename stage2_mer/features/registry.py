@@ -25,8 +25,8 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from stage1_face_extraction.params import ConfigError
-from stage1_face_extraction.registry import Registry, init_keys
+from stage1_face_extraction.common.config import ConfigError
+from stage1_face_extraction.common.registry import Registry, init_keys
 
 logger = logging.getLogger(__name__)
 

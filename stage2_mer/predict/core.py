@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from stage1_face_extraction.meld import EMOTIONS
-from stage1_face_extraction.params import ConfigError, from_dict, with_runtime
+from stage1_face_extraction.common.config import ConfigError, from_dict, with_runtime
+from stage1_face_extraction.common.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
 

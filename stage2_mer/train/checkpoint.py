@@ -26,8 +26,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from stage1_face_extraction.meld import EMOTIONS
-from stage1_face_extraction.store import atomic_write_bytes
+from stage1_face_extraction.common.atomic import atomic_write_bytes
+from stage1_face_extraction.common.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
 

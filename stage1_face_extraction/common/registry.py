@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
 
 T = TypeVar("T", bound=type)
 
