@@ -97,7 +97,7 @@ def measure_stage1(args, cuda: bool) -> dict:
     import stage1_speed
 
     from stage1_face_extraction.common.config import load_section
-    from stage1_face_extraction.pipeline import Stage1Config
+    from stage1_face_extraction.section import Stage1Config
     from stage1_face_extraction.video import probe
 
     if args.real_scenes is None:

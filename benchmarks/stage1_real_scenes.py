@@ -51,8 +51,8 @@ from stage1_face_extraction.composer import (
 )
 from stage1_face_extraction.executors import ClipJob, ClipRunner
 from stage1_face_extraction.identity import create_embedder
-from stage1_face_extraction.pipeline import Stage1Config
 from stage1_face_extraction.quality import score_scenes
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.store import write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -55,7 +55,8 @@ from tqdm import tqdm
 from stage1_face_extraction.clock import STEPS
 from stage1_face_extraction.common.config import load_section
 from stage1_face_extraction.executors import ClipJob, ClipRunner, run_jobs
-from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+from stage1_face_extraction.pipeline import FacePipeline
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.video import iter_frames, probe
 
 PROFILE_STEPS = (*STEPS, "write_s")

@@ -183,7 +183,8 @@ def test_registered() -> None:
 
 
 def test_random_published_checkpoint_loads_and_scores_a_demo_clip(tmp_path: Path, mini_demo: Path) -> None:
-    from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+    from stage1_face_extraction.pipeline import FacePipeline
+    from stage1_face_extraction.section import Stage1Config
 
     truth = json.loads((mini_demo / "truth.json").read_text())
     clip = next(c for _, c in sorted(truth["clips"].items()) if c["speaker_visible_frames"])

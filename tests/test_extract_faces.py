@@ -29,8 +29,9 @@ import yaml
 from stage1_face_extraction import executors
 from stage1_face_extraction.common.config import RUNTIME_KEYS, load_section
 from stage1_face_extraction.common.runstate import MARKER, OWNER
+from stage1_face_extraction.executors import steps
 from stage1_face_extraction.meld import read_utterance_table
-from stage1_face_extraction.pipeline import Stage1Config
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import FaceShardReader, read_manifest
 
@@ -124,13 +125,13 @@ def stage(tmp_path_factory: pytest.TempPathFactory, small_demo: Path, repo_root:
 def processed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """utt_ids the in-process runner (workers=1) actually ran the pipeline on."""
     seen: list[str] = []
-    real = executors._safe_finish
+    real = steps.safe_finish
 
     def counting(pipe, job, analysis, identities):
         seen.append(job.utt_id)
         return real(pipe, job, analysis, identities)
 
-    monkeypatch.setattr(executors, "_safe_finish", counting)
+    monkeypatch.setattr(steps, "safe_finish", counting)
     return seen
 
 

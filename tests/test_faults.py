@@ -263,7 +263,7 @@ def test_run_state_resumes_only_the_same_inputs(tmp_path: Path) -> None:
 def test_extract_faces_interrupted_then_rerun_with_other_params_starts_over(
     tiny_corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
-    from stage1_face_extraction import executors
+    from stage1_face_extraction.executors import steps
 
     out = tmp_path / "faces"
     monkeypatch.setattr(os, "fsync", _FailingFsync(6))  # a few shards, then the disk is full
@@ -275,8 +275,8 @@ def test_extract_faces_interrupted_then_rerun_with_other_params_starts_over(
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(p, sort_keys=False))
     seen: list[str] = []
-    real = executors._safe_finish
-    monkeypatch.setattr(executors, "_safe_finish", lambda pipe, job, a, ids: seen.append(job.utt_id) or real(
+    real = steps.safe_finish
+    monkeypatch.setattr(steps, "safe_finish", lambda pipe, job, a, ids: seen.append(job.utt_id) or real(
         pipe, job, a, ids))
     argv = [*tiny_corpus["argv"], "--out", str(out)]
     argv[argv.index("--params") + 1] = str(params)

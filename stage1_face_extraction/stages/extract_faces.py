@@ -74,8 +74,9 @@ from stage1_face_extraction.common.runstate import (
 from stage1_face_extraction.executors import ClipJob, ClipRunner
 from stage1_face_extraction.identity.group import group_key
 from stage1_face_extraction.meld import MeldFormatError, read_utterance_table
-from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+from stage1_face_extraction.pipeline import FacePipeline
 from stage1_face_extraction.preview import write_preview
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.store import (
     NO_FRAMES,
     FaceShardReader,

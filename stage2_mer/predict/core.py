@@ -283,7 +283,7 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path, params: dict | None = None, features_root: str | Path | None = None,
                  tokenizer=None) -> None:
-        from stage1_face_extraction.pipeline import Stage1Config
+        from stage1_face_extraction.section import Stage1Config
         from stage2_mer.stages.evaluate import load_models
         from stage2_mer.train import TrainConfig, Trainer, apply_preset, checkpoint_train_config
 
