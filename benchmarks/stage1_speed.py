@@ -218,8 +218,8 @@ def stage_table(clips: list[Path], truth: dict | None):
 
 
 def time_stage(cfg: Stage1Config, clips: list[Path], truth: dict | None, workers: int) -> dict:
-    """Time ``extract_faces.extract_split`` (the stage's own code) on ``clips`` into a temporary folder."""
-    from stage1_face_extraction.stages.extract_faces import extract_split
+    """Time ``extraction.extract_split`` (the stage's own code) on ``clips`` into a temporary folder."""
+    from stage1_face_extraction.extraction import extract_split
 
     cfg.previews = 0
     cfg.contact_sheets = 0

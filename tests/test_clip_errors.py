@@ -33,6 +33,7 @@ from stage1_face_extraction import cli, store
 from stage1_face_extraction.common.runstate import MARKER
 from stage1_face_extraction.detectors import MTCNNDetector, register_detector
 from stage1_face_extraction.executors import runner, steps
+from stage1_face_extraction.journal import JOURNAL
 from stage1_face_extraction.pipeline import FacePipeline
 from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import FaceShardWriter, ManifestAppender, read_manifest, write_manifest
@@ -231,7 +232,7 @@ def test_extract_faces_error_clip_abort_then_resume_and_retry(
     assert not any(r["status"] == "decode_error" for r in records)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary == {"train": {"clips": 5, "error": 1, "ok": 4}}
-    assert (split / extract_faces.JOURNAL).is_file() and (out / MARKER).is_file()
+    assert (split / JOURNAL).is_file() and (out / MARKER).is_file()
 
     # 3. the fault is gone (same inputs: it resumes): only the error clip and its shard-mate are
     #    redone, exit 0, and the bytes are those of an uninterrupted run
@@ -239,7 +240,7 @@ def test_extract_faces_error_clip_abort_then_resume_and_retry(
     processed.clear()
     assert extract_faces.main(argv) == 0
     assert processed == ["dia0_utt2", "dia0_utt3"]
-    assert not (split / extract_faces.JOURNAL).exists() and not (out / MARKER).exists()
+    assert not (split / JOURNAL).exists() and not (out / MARKER).exists()
     ref = tmp_path / "ref"
     assert extract_faces.main([*corpus["argv"], "--out", str(ref)]) == 0
     assert _snapshot(split) == _snapshot(ref / "train")

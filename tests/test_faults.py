@@ -39,6 +39,7 @@ import yaml
 
 from stage1_face_extraction.common.atomic import atomic_write_bytes
 from stage1_face_extraction.common.runstate import MARKER
+from stage1_face_extraction.journal import JOURNAL
 from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import FaceShardWriter
 from stage1_face_extraction.video import write_video
@@ -499,5 +500,5 @@ def test_kill_9_during_extract_faces_then_resume(stage1_reference: Path, tmp_pat
     assert (d / "dvc.lock").read_text() == (stage1_reference / "dvc.lock").read_text()
     _assert_same(_stage1_outputs(stage1_reference), _stage1_outputs(d))
     leftovers = [p for p in (d / "data").rglob("*")
-                 if p.name.endswith(".tmp") or p.name in (MARKER, extract_faces.JOURNAL)]
+                 if p.name.endswith(".tmp") or p.name in (MARKER, JOURNAL)]
     assert not leftovers, leftovers
