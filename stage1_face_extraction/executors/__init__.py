@@ -19,7 +19,6 @@ clips). Results come back in submission order, and nothing depends on the number
 the backend or on completion order, which keeps the shards and the manifest byte-identical for any
 ``workers`` and for Ray.
 
-
 The package: ``steps`` (the two per-clip steps as a worker runs them, :class:`ClipJob`, the
 in-process backend, heap trimming), ``pool`` (the local process pool, :class:`RecyclingPool`),
 ``ray_actors`` (the Ray backend) and ``runner`` (:class:`ClipRunner`: look-ahead, identity per
