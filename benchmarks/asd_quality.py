@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from stage1_face_extraction.asd import create_scorer
 from stage1_face_extraction.clock import ClipClock
-from stage1_face_extraction.params import load_section
-from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline, Stage1Config
+from stage1_face_extraction.common.config import load_section
+from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline
 from stage1_face_extraction.quality import score_manifest
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.video import read_audio
 
 

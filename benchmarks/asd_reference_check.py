@@ -70,8 +70,9 @@ from scipy.signal import medfilt
 from stage1_face_extraction.asd import create_scorer
 from stage1_face_extraction.asd.mfcc import mfcc_13
 from stage1_face_extraction.clock import ClipClock
-from stage1_face_extraction.params import load_section
-from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline, Stage1Config
+from stage1_face_extraction.common.config import load_section
+from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.tracking import track_faces
 from stage1_face_extraction.video import iter_frames, read_audio
 

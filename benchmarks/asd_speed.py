@@ -58,8 +58,9 @@ def synthetic_patches(clip: dict, spec) -> list[np.ndarray]:
 
 
 def demo_clips(args) -> list[dict]:
-    from stage1_face_extraction.params import load_section
-    from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline, Stage1Config
+    from stage1_face_extraction.common.config import load_section
+    from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline
+    from stage1_face_extraction.section import Stage1Config
     from stage1_face_extraction.tracking import track_faces
     from stage1_face_extraction.video import read_audio
 

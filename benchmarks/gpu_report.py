@@ -96,8 +96,8 @@ def _peak_gb(cuda: bool) -> float | None:
 def measure_stage1(args, cuda: bool) -> dict:
     import stage1_speed
 
-    from stage1_face_extraction.params import load_section
-    from stage1_face_extraction.pipeline import Stage1Config
+    from stage1_face_extraction.common.config import load_section
+    from stage1_face_extraction.section import Stage1Config
     from stage1_face_extraction.video import probe
 
     if args.real_scenes is None:
@@ -182,7 +182,7 @@ def measure_audio(args, cuda: bool, dev: str) -> dict:
 def measure_train(args, cuda: bool) -> list[dict]:
     import train_speed
 
-    from stage1_face_extraction.params import load_section
+    from stage1_face_extraction.common.config import load_section
     from stage2_mer.train import TrainConfig
 
     batch = load_section(args.params, "train", TrainConfig).batch_dialogues

@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stage1_real_scenes import ROOT, dialogue_groups, ensure_scenes, same_person_arg  # noqa: E402
 
 from stage1_face_extraction.asd.learned_sync import combine_terms  # noqa: E402
+from stage1_face_extraction.common.config import from_dict, load_params  # noqa: E402
 from stage1_face_extraction.identity.group import identify_group  # noqa: E402
-from stage1_face_extraction.params import from_dict, load_params  # noqa: E402
-from stage1_face_extraction.pipeline import ClipAnalysis, FacePipeline, Stage1Config  # noqa: E402
+from stage1_face_extraction.pipeline import ClipAnalysis, FacePipeline  # noqa: E402
 from stage1_face_extraction.quality import score_scenes  # noqa: E402
+from stage1_face_extraction.section import Stage1Config  # noqa: E402
 from stage1_face_extraction.selection import track_evidence  # noqa: E402
 
 LIGHT_ASD = "../shared/models/light_asd/finetuning_TalkSet.model"

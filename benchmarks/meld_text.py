@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
-    from stage1_face_extraction.meld import EMOTIONS, DataConfig, build_utterance_table
+    from stage1_face_extraction.common.labels import EMOTIONS
+    from stage1_face_extraction.meld import DataConfig, build_utterance_table
     from stage2_mer.data import DialogueTokenizer, MELDDialogues
     from stage2_mer.model import ModelConfig, create_model
     from stage2_mer.train import TrainConfig, Trainer, classification_metrics

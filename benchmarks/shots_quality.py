@@ -46,7 +46,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stage1_face_extraction.params import load_section
+from stage1_face_extraction.common.config import load_section
 from stage1_face_extraction.shots import (
     SceneDetectAdaptiveConfig,
     SceneDetectContentConfig,

@@ -45,8 +45,8 @@ PER_DIALOGUE = 5
 
 def build_corpus(n: int, unique: int, root: Path, seed: int) -> Path:
     """``root/MELD.Raw`` with ``n`` train clips (``unique`` rendered, the rest hard links) + CSV."""
+    from stage1_face_extraction.common.config import from_dict
     from stage1_face_extraction.demo.generate import DemoConfig, generate_corpus
-    from stage1_face_extraction.params import from_dict
 
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     demo = {**params["demo"], "seed": seed, "dialogues_per_split": {"train": -(-unique // PER_DIALOGUE)},

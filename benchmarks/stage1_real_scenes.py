@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stage1_face_extraction.common.config import from_dict, load_params
 from stage1_face_extraction.composer import (
     SceneConfig,
     compose_scenes,
@@ -50,9 +51,8 @@ from stage1_face_extraction.composer import (
 )
 from stage1_face_extraction.executors import ClipJob, ClipRunner
 from stage1_face_extraction.identity import create_embedder
-from stage1_face_extraction.params import from_dict, load_params
-from stage1_face_extraction.pipeline import Stage1Config
 from stage1_face_extraction.quality import score_scenes
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.store import write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -53,9 +53,10 @@ import torch
 from tqdm import tqdm
 
 from stage1_face_extraction.clock import STEPS
+from stage1_face_extraction.common.config import load_section
 from stage1_face_extraction.executors import ClipJob, ClipRunner, run_jobs
-from stage1_face_extraction.params import load_section
-from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+from stage1_face_extraction.pipeline import FacePipeline
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.video import iter_frames, probe
 
 PROFILE_STEPS = (*STEPS, "write_s")
@@ -217,8 +218,8 @@ def stage_table(clips: list[Path], truth: dict | None):
 
 
 def time_stage(cfg: Stage1Config, clips: list[Path], truth: dict | None, workers: int) -> dict:
-    """Time ``extract_faces.extract_split`` (the stage's own code) on ``clips`` into a temporary folder."""
-    from stage1_face_extraction.stages.extract_faces import extract_split
+    """Time ``extraction.extract_split`` (the stage's own code) on ``clips`` into a temporary folder."""
+    from stage1_face_extraction.extraction import extract_split
 
     cfg.previews = 0
     cfg.contact_sheets = 0

@@ -195,7 +195,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from stage1_face_extraction.params import load_section
+    from stage1_face_extraction.common.config import load_section
     from stage2_mer.train import TrainConfig
 
     if args.batch_dialogues is None:

@@ -37,19 +37,13 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from stage1_face_extraction.common.atomic import DISK_FULL, atomic_write_bytes
+from stage1_face_extraction.common.config import ConfigError, from_dict, load_params, with_runtime
+from stage1_face_extraction.common.logs import setup_logging
 from stage1_face_extraction.executors import ClipJob, error_result
-from stage1_face_extraction.params import ConfigError, from_dict, load_params, with_runtime
-from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
-from stage1_face_extraction.stages._common import setup_logging
-from stage1_face_extraction.store import (
-    DISK_FULL,
-    NO_FRAMES,
-    FaceShardWriter,
-    ManifestAppender,
-    atomic_write_bytes,
-    contact_sheet,
-    write_manifest,
-)
+from stage1_face_extraction.pipeline import FacePipeline
+from stage1_face_extraction.section import Stage1Config
+from stage1_face_extraction.store import NO_FRAMES, FaceShardWriter, ManifestAppender, contact_sheet, write_manifest
 
 log = logging.getLogger("facialmmt.faces")
 

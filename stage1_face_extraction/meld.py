@@ -38,11 +38,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from stage1_face_extraction.common.labels import EMOTIONS, LABEL_OF
+
 log = logging.getLogger(__name__)
 
-#: FacialMMT's label order: the index is the class id.
-EMOTIONS: tuple[str, ...] = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
-LABEL_OF: dict[str, int] = {e: i for i, e in enumerate(EMOTIONS)}
 SENTIMENTS: tuple[str, ...] = ("positive", "negative", "neutral")
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 

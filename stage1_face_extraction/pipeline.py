@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -67,64 +67,30 @@ def _default_asd() -> dict[str, Any]:
     return {"name": "av_sync"}
 
 
-EXECUTORS = ("local", "ray")  # runtime.stage1.executor: where ClipRunner runs the per-clip steps
-
-
 @dataclass
-class RayConfig:
-    """``runtime.stage1.ray``: how ``executor: ray`` runs the clips (``executors.ClipRunner``).
-
-    ``address``: the Ray cluster (``ray.init(address=...)``): null = ``$RAY_ADDRESS``, else the
-    cluster ``ray start`` started on this machine, else a new local instance; ``auto`` = an
-    existing cluster (error when none); ``local`` = always a new local instance; ``host:6379`` or
-    ``ray://host:10001``. ``actors``: FacePipeline actors (each loads the models once and takes
-    ``torch_threads`` CPUs and ``num_gpus`` GPUs); null = as many as the cluster's CPUs (and GPUs)
-    hold. ``max_retries``: restarts of a dead actor and retries of its clips (the steps are pure).
-    """
-
-    address: str | None = None
-    actors: int | None = None
-    num_gpus: float = 0.0
-    max_retries: int = 3
-
-    def __post_init__(self) -> None:
-        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
-            raise ValueError(f"runtime.stage1.ray.address must be null or a non-empty string, got {self.address!r}")
-        if self.actors is not None and (isinstance(self.actors, bool) or not isinstance(self.actors, int)
-                                        or self.actors < 1):
-            raise ValueError(f"runtime.stage1.ray.actors must be null or an integer >= 1, got {self.actors!r}")
-        if isinstance(self.num_gpus, bool) or not isinstance(self.num_gpus, int | float) or self.num_gpus < 0:
-            raise ValueError(f"runtime.stage1.ray.num_gpus must be a number >= 0, got {self.num_gpus!r}")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"runtime.stage1.ray.max_retries must be an integer >= 0, got {self.max_retries!r}")
-
-
-@dataclass
-class Stage1Config:
-    """``stage1`` section of params.yaml.
+class PipelineConfig:
+    """What one clip gives: the pipeline's part of the ``stage1`` section of params.yaml (the section
+    itself, with how the clips run and how the results are stored, is
+    :class:`~stage1_face_extraction.section.Stage1Config`).
 
     ``detector`` and ``asd`` are ``{name: ..., <that component's own keys>}``; the registries check
     the keys (an unknown key fails with the list of valid ones). ``detector.stride`` is ours: detect
-    every ``stride``-th frame and let the tracker interpolate between. ``executor`` picks where the
-    per-clip steps run: ``local`` (``workers`` processes on this machine) or ``ray`` (actors on a
-    Ray cluster, ``ray``: :class:`RayConfig`); the output bytes are the same. ``max_clip_seconds``:
-    a clip whose processing takes longer is recorded with status ``error`` and the run goes on
-    (null or 0: no limit; ``clock.py``).
+    every ``stride``-th frame and let the tracker interpolate between. ``max_frames``: crops per clip
+    at most (the selection's cap; ``stage1.select`` has no such key: :data:`MOVED_KEYS`).
+    ``max_clip_seconds``: a clip whose processing takes longer is recorded with status ``error``
+    and the run goes on (null or 0: no limit; ``clock.py``). ``torch_threads``: per worker (per Ray
+    actor: its CPUs); not a runner knob, the float results depend on it.
     """
+
+    #: keys that would be ignored where they are written -> the key to write instead (see
+    #: ``common.config.from_dict``): the selection's frame cap is ``stage1.max_frames``.
+    MOVED_KEYS: ClassVar[dict[str, str]] = {"select.max_frames": "max_frames"}
 
     max_frames: int = 160
     max_clip_seconds: float | None = 1800.0  # a clip whose processing takes longer gets status error (null/0: no limit)
     face_size: int = 160
     align_margin: float = 0.0  # facenet-pytorch MTCNN's default crop margin
-    jpeg_quality: int = 95
-    utts_per_shard: int = 100
-    workers: int = 2  # executor local
-    worker_max_tasks: int = 200  # executor local: clip steps after which a worker process is replaced (0: never)
     torch_threads: int = 1  # per worker (per Ray actor: its CPUs)
-    executor: str = "local"
-    ray: RayConfig = field(default_factory=RayConfig)
-    contact_sheets: int = 8  # per split: PNG contact sheets of the first N clips with faces
-    previews: int = 4  # per split: annotated MP4s (tracks boxed, speaker highlighted) of the first N clips
     detector: dict[str, Any] = field(default_factory=_default_detector)
     asd: dict[str, Any] = field(default_factory=_default_asd)
     shots: ShotConfig = field(default_factory=ShotConfig)
@@ -137,17 +103,9 @@ class Stage1Config:
             value = getattr(self, key)
             if not isinstance(value, dict) or "name" not in value:
                 raise ValueError(f"stage1.{key} must be a mapping with a 'name' key, got {value!r}")
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"runtime.stage1.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
-        if isinstance(self.worker_max_tasks, bool) or not isinstance(self.worker_max_tasks, int) \
-                or self.worker_max_tasks < 0:
-            raise ValueError(
-                f"runtime.stage1.worker_max_tasks must be an integer >= 0 (0: never), got {self.worker_max_tasks!r}"
-            )
         self.max_clip_seconds = check_limit(self.max_clip_seconds)
         if self.max_frames < 1 or self.face_size < 16:
             raise ValueError("stage1.max_frames must be >= 1 and face_size >= 16")
-        self.select.max_frames = self.max_frames
 
 
 @dataclass
@@ -195,7 +153,7 @@ def _empty_crops(size: int) -> np.ndarray:
 class FacePipeline:
     """Holds the models (created once, reused for every clip of a worker)."""
 
-    def __init__(self, cfg: Stage1Config) -> None:
+    def __init__(self, cfg: PipelineConfig) -> None:
         self.cfg = cfg
         det_cfg = dict(cfg.detector)
         det_name = det_cfg.pop("name")
@@ -454,7 +412,7 @@ class FacePipeline:
                 t.extra["likely"] = likely[0] if likely else None
         sel = select_speaker(
             tracks, self.cfg.select, voiced=a.voiced, speaker=speaker if identities is not None else None,
-            descriptors=a.descriptors,
+            descriptors=a.descriptors, max_frames=self.cfg.max_frames,
         )
         by_id = {t.track_id: t for t in tracks}
         crops = _empty_crops(size)

@@ -48,7 +48,6 @@ class SelectConfig:
     min_margin: float = 0.1  # over the runner-up in the same shot
     min_track_frames: int = 8
     min_same_person: float = 0.6  # cosine similarity of appearance descriptors across shots
-    max_frames: int = 160
 
 
 @dataclass
@@ -96,8 +95,10 @@ def select_speaker(
     voiced: np.ndarray | None = None,
     speaker: str | None = None,
     descriptors: dict[int, np.ndarray] | None = None,
+    max_frames: int = 160,
 ) -> Selection:
-    """Apply the rules of the module docstring to one clip's tracks."""
+    """Apply the rules of the module docstring to one clip's tracks; at most ``max_frames`` frames
+    (the pipeline passes ``stage1.max_frames``)."""
     tracks = [t for t in tracks if len(t) >= cfg.min_track_frames]
     if not tracks:
         return Selection("no_face", [], [], {}, "no face track long enough")
@@ -146,6 +147,6 @@ def select_speaker(
         for f in t.frames.tolist():
             owner[int(f)] = t.track_id
     frames = sorted(owner.items())  # (frame, track)
-    keep = uniform_sample(len(frames), cfg.max_frames)
+    keep = uniform_sample(len(frames), max_frames)
     picked = [(frames[i][1], frames[i][0]) for i in keep.tolist()]
     return Selection("ok", sorted(t.track_id for t in candidates), picked, evidence)

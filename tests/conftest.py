@@ -85,8 +85,8 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     import json
 
+    from stage1_face_extraction.common.config import from_dict
     from stage1_face_extraction.demo.generate import DemoConfig, generate_corpus
-    from stage1_face_extraction.params import from_dict
 
     out = tmp_path_factory.mktemp("small_demo") / "MELD.Raw"
     generate_corpus(from_dict(DemoConfig, SMALL_DEMO, "demo"), out)

@@ -19,7 +19,7 @@ from stage1_face_extraction.asd import (
     register_scorer,
 )
 from stage1_face_extraction.asd.av_sync import energy_probs, silero_probs
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
 
 SR = 16000
 FPS = 24.0

@@ -17,7 +17,7 @@ from stage1_face_extraction.asd.learned import resample_to_grid, smooth
 from stage1_face_extraction.asd.lr_asd_net import LRASD
 from stage1_face_extraction.asd.mfcc import mfcc_13, n_mfcc_rows
 from stage1_face_extraction.asd.nets import LightASD, TalkNet
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
 
 FPS = 24000 / 1001
 
@@ -82,8 +82,8 @@ LR_KEYS = {
 @pytest.fixture(scope="module")
 def mini_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two 2-second demo clips (train split) with ground truth."""
+    from stage1_face_extraction.common.config import from_dict
     from stage1_face_extraction.demo.generate import DemoConfig, generate_corpus
-    from stage1_face_extraction.params import from_dict
 
     out = tmp_path_factory.mktemp("asd_demo") / "MELD.Raw"
     cfg = {"seed": 5, "dialogues_per_split": {"train": 1, "dev": 0, "test": 0}, "utterances_min": 2,
@@ -183,7 +183,8 @@ def test_registered() -> None:
 
 
 def test_random_published_checkpoint_loads_and_scores_a_demo_clip(tmp_path: Path, mini_demo: Path) -> None:
-    from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+    from stage1_face_extraction.pipeline import FacePipeline
+    from stage1_face_extraction.section import Stage1Config
 
     truth = json.loads((mini_demo / "truth.json").read_text())
     clip = next(c for _, c in sorted(truth["clips"].items()) if c["speaker_visible_frames"])

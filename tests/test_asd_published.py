@@ -88,8 +88,9 @@ def test_published_files_are_told_apart(name: str, file: str) -> None:
 @pytest.fixture(scope="module")
 def talking_head(tmp_path_factory: pytest.TempPathFactory):
     """The first 2 s of one shared talking head (re-encoded under tmp), prepared both ways."""
-    from stage1_face_extraction.params import load_section
-    from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline, Stage1Config
+    from stage1_face_extraction.common.config import load_section
+    from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline
+    from stage1_face_extraction.section import Stage1Config
     from stage1_face_extraction.video import iter_frames, read_audio, write_video
 
     src = _need(HEADS / CLIP)

@@ -395,8 +395,9 @@ def test_a_table_with_path_names_stops_extract_faces(tmp_path: Path, repo_root: 
 
 _PEAK = textwrap.dedent("""
     import json, resource, sys
-    from stage1_face_extraction.params import load_section
-    from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+    from stage1_face_extraction.common.config import load_section
+    from stage1_face_extraction.pipeline import FacePipeline
+    from stage1_face_extraction.section import Stage1Config
     import torch
     torch.set_num_threads(1)
     cfg = load_section(sys.argv[1], "stage1", Stage1Config)

@@ -37,7 +37,7 @@ _GENERATE = """
 import hashlib, json, sys
 from pathlib import Path
 from stage1_face_extraction.demo.generate import DemoConfig, generate_corpus
-from stage1_face_extraction.params import from_dict
+from stage1_face_extraction.common.config import from_dict
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
@@ -56,8 +56,8 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def test_demo_corpus_is_the_same_on_another_cpu_and_with_2_workers(tmp_path: Path) -> None:
+    from stage1_face_extraction.common.config import from_dict
     from stage1_face_extraction.demo.generate import DemoConfig, generate_corpus
-    from stage1_face_extraction.params import from_dict
 
     here = tmp_path / "here"
     generate_corpus(from_dict(DemoConfig, {**TINY, "workers": 1}, "demo"), here)

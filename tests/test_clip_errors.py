@@ -29,10 +29,12 @@ import pytest
 import yaml
 
 from conftest import face_frame, is_marked
-from stage1_face_extraction import cli, executors, store
+from stage1_face_extraction import cli, store
+from stage1_face_extraction.common.runstate import MARKER
 from stage1_face_extraction.detectors import MTCNNDetector, register_detector
+from stage1_face_extraction.executors import runner, steps
+from stage1_face_extraction.journal import JOURNAL
 from stage1_face_extraction.pipeline import FacePipeline
-from stage1_face_extraction.runstate import MARKER
 from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import FaceShardWriter, ManifestAppender, read_manifest, write_manifest
 from stage1_face_extraction.video import write_video
@@ -96,8 +98,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict:
 def processed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """utt_ids the in-process runner (workers=1) finished."""
     seen: list[str] = []
-    real = executors._safe_finish
-    monkeypatch.setattr(executors, "_safe_finish",
+    real = steps.safe_finish
+    monkeypatch.setattr(steps, "safe_finish",
                         lambda pipe, job, a, ids: seen.append(job.utt_id) or real(pipe, job, a, ids))
     return seen
 
@@ -230,7 +232,7 @@ def test_extract_faces_error_clip_abort_then_resume_and_retry(
     assert not any(r["status"] == "decode_error" for r in records)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary == {"train": {"clips": 5, "error": 1, "ok": 4}}
-    assert (split / extract_faces.JOURNAL).is_file() and (out / MARKER).is_file()
+    assert (split / JOURNAL).is_file() and (out / MARKER).is_file()
 
     # 3. the fault is gone (same inputs: it resumes): only the error clip and its shard-mate are
     #    redone, exit 0, and the bytes are those of an uninterrupted run
@@ -238,7 +240,7 @@ def test_extract_faces_error_clip_abort_then_resume_and_retry(
     processed.clear()
     assert extract_faces.main(argv) == 0
     assert processed == ["dia0_utt2", "dia0_utt3"]
-    assert not (split / extract_faces.JOURNAL).exists() and not (out / MARKER).exists()
+    assert not (split / JOURNAL).exists() and not (out / MARKER).exists()
     ref = tmp_path / "ref"
     assert extract_faces.main([*corpus["argv"], "--out", str(ref)]) == 0
     assert _snapshot(split) == _snapshot(ref / "train")
@@ -255,14 +257,14 @@ def test_extract_faces_identity_step_failure_is_the_groups_clips_error(
     p["stage1"]["identity"]["scope"] = "clip"
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(p, sort_keys=False))
-    real = executors.identify_group
+    real = runner.identify_group
 
     def identify(group, *a, **kw):
         if group.endswith("dia0_utt1"):
             raise MemoryError("no room for the clusters")
         return real(group, *a, **kw)
 
-    monkeypatch.setattr(executors, "identify_group", identify)
+    monkeypatch.setattr(runner, "identify_group", identify)
     argv = [*corpus["argv"], "--out", str(tmp_path / "faces")]
     argv[argv.index("--params") + 1] = str(params)
     assert extract_faces.main(argv) == 1

@@ -20,10 +20,11 @@ import yaml
 
 from conftest import face_frame, is_marked
 from stage1_face_extraction.clock import STEPS, ClipClock, ClipTimeout, check_limit
+from stage1_face_extraction.common.config import ConfigError, from_dict
 from stage1_face_extraction.detectors import MTCNNDetector, register_detector
 from stage1_face_extraction.executors import ClipJob, run_jobs
-from stage1_face_extraction.params import ConfigError, from_dict
-from stage1_face_extraction.pipeline import FacePipeline, Stage1Config
+from stage1_face_extraction.pipeline import FacePipeline
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import read_manifest
 from stage1_face_extraction.video import write_video

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import yaml
 
+from stage1_face_extraction.common.config import from_dict
+from stage1_face_extraction.common.labels import EMOTIONS
 from stage1_face_extraction.demo.generate import CLIP_DIRS, CSV_NAMES, MELD_HEADER, DemoConfig, generate_corpus
-from stage1_face_extraction.demo.script import EMOTIONS, SENTIMENT_OF, SHOT_KINDS, ScriptConfig, make_script
-from stage1_face_extraction.params import from_dict
+from stage1_face_extraction.demo.script import SENTIMENT_OF, SHOT_KINDS, ScriptConfig, make_script
 from stage1_face_extraction.stages import make_demo
 
 SMALL = {

@@ -8,6 +8,7 @@ import pytest
 from skimage import data
 
 from conftest import SHARED
+from stage1_face_extraction.common.config import ConfigError
 from stage1_face_extraction.demo.assets import load_t1 as _t1
 from stage1_face_extraction.detectors import (
     DEFAULT_DETECTOR,
@@ -22,7 +23,6 @@ from stage1_face_extraction.detectors.scrfd import (
     nms,
     resolve_model_file,
 )
-from stage1_face_extraction.params import ConfigError
 from stage1_face_extraction.records import Detections
 from stage1_face_extraction.tracking import iou_matrix
 

@@ -132,7 +132,7 @@ def test_present_weights_and_affwild2_pass(repo_root, small_demo, tmp_path):
 
 def test_demo_affwild2_standin_fails_on_real_meld(repo_root, small_demo, tmp_path):
     """Issue 19 item 5: the make_affwild2 stand-in is OK on the demo corpus and a FAIL elsewhere."""
-    from stage1_face_extraction.runstate import claim_output
+    from stage1_face_extraction.common.runstate import claim_output
 
     standin = _affwild2(tmp_path / "affwild2")
     claim_output(standin, "make_affwild2")

@@ -157,8 +157,8 @@ def test_model_overfits_the_16_demo_utterances(repro_dir):
     import torch
     from transformers import AutoTokenizer
 
+    from stage1_face_extraction.common.config import load_section
     from stage1_face_extraction.meld import read_utterance_table
-    from stage1_face_extraction.params import load_section
     from stage2_mer.data import DialogueTokenizer, MELDDialogues
     from stage2_mer.model import ModelConfig, create_model
     from stage2_mer.model.facialmmt import resolve_text_encoder

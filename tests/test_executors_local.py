@@ -18,9 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from stage1_face_extraction.common.config import from_dict, load_section
 from stage1_face_extraction.executors import RecyclingPool
-from stage1_face_extraction.params import from_dict, load_section
-from stage1_face_extraction.pipeline import Stage1Config
+from stage1_face_extraction.section import Stage1Config
 
 
 def _workers() -> list[psutil.Process]:

@@ -21,9 +21,10 @@ import pytest
 import yaml
 
 from stage1_face_extraction import executors
-from stage1_face_extraction.executors import ClipJob, ClipRunner
-from stage1_face_extraction.params import ConfigError, from_dict, load_section
-from stage1_face_extraction.pipeline import ClipAnalysis, ClipResult, RayConfig, Stage1Config
+from stage1_face_extraction.common.config import ConfigError, from_dict, load_section
+from stage1_face_extraction.executors import ClipJob, ClipRunner, ray_actors, steps
+from stage1_face_extraction.pipeline import ClipAnalysis, ClipResult
+from stage1_face_extraction.section import RayConfig, Stage1Config
 
 
 def test_repo_params_default_to_the_local_pool(repo_root: Path) -> None:
@@ -195,7 +196,8 @@ def _jobs() -> list[ClipJob]:
 
 @pytest.fixture
 def stub(monkeypatch: pytest.MonkeyPatch) -> type[StubPipeline]:
-    monkeypatch.setattr(executors, "FacePipeline", StubPipeline)
+    monkeypatch.setattr(ray_actors, "FacePipeline", StubPipeline)
+    monkeypatch.setattr(steps, "FacePipeline", StubPipeline)
     StubPipeline.built = 0
     return StubPipeline
 
@@ -275,9 +277,9 @@ def test_release_heap_returns_freed_memory_to_the_os() -> None:
 
 def test_heap_released_every_trim_every_steps(stub, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    monkeypatch.setattr(executors, "release_heap", lambda: calls.append(1) or True)
-    monkeypatch.setattr(executors, "TRIM_EVERY", 4)
-    monkeypatch.setattr(executors, "_steps", 0)
+    monkeypatch.setattr(steps, "release_heap", lambda: calls.append(1) or True)
+    monkeypatch.setattr(steps, "TRIM_EVERY", 4)
+    monkeypatch.setattr(steps, "_steps", 0)
     with ClipRunner(_cfg(), workers=1) as runner:
         n = sum(1 for _ in runner.map(_jobs()))
     assert n == 6 and len(calls) == 2 * 6 // 4, "analyse and finish are steps: 12 steps, a trim every 4"

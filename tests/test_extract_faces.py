@@ -27,10 +27,13 @@ import pytest
 import yaml
 
 from stage1_face_extraction import executors
+from stage1_face_extraction.common.config import RUNTIME_KEYS, load_section
+from stage1_face_extraction.common.runstate import MARKER, OWNER
+from stage1_face_extraction.executors import steps
+from stage1_face_extraction.extraction import run_fingerprint
+from stage1_face_extraction.journal import JOURNAL, load_journal
 from stage1_face_extraction.meld import read_utterance_table
-from stage1_face_extraction.params import RUNTIME_KEYS, load_section
-from stage1_face_extraction.pipeline import Stage1Config
-from stage1_face_extraction.runstate import MARKER, OWNER
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.stages import extract_faces, prepare
 from stage1_face_extraction.store import FaceShardReader, read_manifest
 
@@ -62,7 +65,7 @@ def _fingerprint_of(stage: "Stage") -> str:
     """The run fingerprint extract_faces writes in its marker for the stage's inputs."""
     cfg = load_section(stage.params, "stage1", Stage1Config)
     table = read_utterance_table(stage.table)
-    return extract_faces.run_fingerprint(cfg, stage.table, table, stage.meld)
+    return run_fingerprint(cfg, stage.table, table, stage.meld)
 
 
 def _assert_same(a: dict[str, bytes], b: dict[str, bytes]) -> None:
@@ -124,13 +127,13 @@ def stage(tmp_path_factory: pytest.TempPathFactory, small_demo: Path, repo_root:
 def processed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """utt_ids the in-process runner (workers=1) actually ran the pipeline on."""
     seen: list[str] = []
-    real = executors._safe_finish
+    real = steps.safe_finish
 
     def counting(pipe, job, analysis, identities):
         seen.append(job.utt_id)
         return real(pipe, job, analysis, identities)
 
-    monkeypatch.setattr(executors, "_safe_finish", counting)
+    monkeypatch.setattr(steps, "safe_finish", counting)
     return seen
 
 
@@ -182,7 +185,7 @@ def test_stage_outputs(stage: Stage, small_demo: Path) -> None:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         assert summary[split] == {"clips": len(plan), **dict(sorted(counts.items()))}
         # nothing left behind by the resumable writer
-        assert not list(out.glob("*.tmp")) and not (out / extract_faces.JOURNAL).exists()
+        assert not list(out.glob("*.tmp")) and not (out / JOURNAL).exists()
         assert (out / "timings.jsonl").is_file()
     assert truncated, "some split should have more clips with faces than contact sheets"
 
@@ -223,7 +226,7 @@ def test_resume_after_simulated_kill(stage: Stage, tmp_path: Path, processed: li
     journal = [json.dumps(records[u]) for u in done]
     journal.append(json.dumps(records[redo[0]]))  # finished clip whose shard was never written
     cut = json.dumps(records[redo[-1]])
-    (out / extract_faces.JOURNAL).write_text("\n".join(journal) + "\n" + cut[: len(cut) // 2])
+    (out / JOURNAL).write_text("\n".join(journal) + "\n" + cut[: len(cut) // 2])
     ref_previews = stage.pictures / split / "previews"
     out_previews = tmp_path / "faces_pictures" / split / "previews"
     previews = sorted(p.stem for p in ref_previews.glob("*.mp4"))
@@ -268,7 +271,7 @@ def test_resume_after_sigkill(stage: Stage, tmp_path: Path, processed: list[str]
                 proc.kill()
             proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    assert (out / split / extract_faces.JOURNAL).exists(), "the run finished before it was killed"
+    assert (out / split / JOURNAL).exists(), "the run finished before it was killed"
     stored = {json.loads(line)["utt_id"] for line in index_path.read_text().splitlines() if line.strip()}
     plan = stage.plan(split)
     assert 0 < len(stored) < len(plan)
@@ -280,7 +283,7 @@ def test_resume_after_sigkill(stage: Stage, tmp_path: Path, processed: list[str]
         rows.append(json.loads(lines[-1]))
     except (IndexError, json.JSONDecodeError):  # the last line may be cut short by the kill
         pass
-    journaled = set(extract_faces._load_journal(out / split / extract_faces.JOURNAL))
+    journaled = set(load_journal(out / split / JOURNAL))
     ids = {r["utt_id"] for r in rows}
     assert len(stored - ids) <= 1 and ids <= journaled, (stored, ids, journaled)
 

@@ -37,9 +37,11 @@ import numpy as np
 import pytest
 import yaml
 
-from stage1_face_extraction.runstate import MARKER
+from stage1_face_extraction.common.atomic import atomic_write_bytes
+from stage1_face_extraction.common.runstate import MARKER
+from stage1_face_extraction.journal import JOURNAL
 from stage1_face_extraction.stages import extract_faces, prepare
-from stage1_face_extraction.store import FaceShardWriter, atomic_write_bytes
+from stage1_face_extraction.store import FaceShardWriter
 from stage1_face_extraction.video import write_video
 from stage2_mer.features.store import FeatureReader, FeatureWriter
 from test_dvc_pipeline import _lock_outs
@@ -246,7 +248,7 @@ def test_features_on_a_full_disk(tiny_corpus: dict, small_fs, caplog) -> None:
 
 
 def test_run_state_resumes_only_the_same_inputs(tmp_path: Path) -> None:
-    from stage1_face_extraction.runstate import MARKER, RunState
+    from stage1_face_extraction.common.runstate import MARKER, RunState
 
     out = tmp_path / "out"
     assert RunState(out, "a").begin() == "new" and (out / MARKER).is_file()
@@ -262,7 +264,7 @@ def test_run_state_resumes_only_the_same_inputs(tmp_path: Path) -> None:
 def test_extract_faces_interrupted_then_rerun_with_other_params_starts_over(
     tiny_corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
-    from stage1_face_extraction import executors
+    from stage1_face_extraction.executors import steps
 
     out = tmp_path / "faces"
     monkeypatch.setattr(os, "fsync", _FailingFsync(6))  # a few shards, then the disk is full
@@ -274,8 +276,8 @@ def test_extract_faces_interrupted_then_rerun_with_other_params_starts_over(
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(p, sort_keys=False))
     seen: list[str] = []
-    real = executors._safe_finish
-    monkeypatch.setattr(executors, "_safe_finish", lambda pipe, job, a, ids: seen.append(job.utt_id) or real(
+    real = steps.safe_finish
+    monkeypatch.setattr(steps, "safe_finish", lambda pipe, job, a, ids: seen.append(job.utt_id) or real(
         pipe, job, a, ids))
     argv = [*tiny_corpus["argv"], "--out", str(out)]
     argv[argv.index("--params") + 1] = str(params)
@@ -498,5 +500,5 @@ def test_kill_9_during_extract_faces_then_resume(stage1_reference: Path, tmp_pat
     assert (d / "dvc.lock").read_text() == (stage1_reference / "dvc.lock").read_text()
     _assert_same(_stage1_outputs(stage1_reference), _stage1_outputs(d))
     leftovers = [p for p in (d / "data").rglob("*")
-                 if p.name.endswith(".tmp") or p.name in (MARKER, extract_faces.JOURNAL)]
+                 if p.name.endswith(".tmp") or p.name in (MARKER, JOURNAL)]
     assert not leftovers, leftovers

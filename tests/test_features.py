@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
 from stage2_mer.features import (
     PER_FACE_FRAME,
     Contract,

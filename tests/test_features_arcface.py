@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stage1_face_extraction.common.config import ConfigError
 from stage1_face_extraction.identity.arcface import arcface_crop
-from stage1_face_extraction.params import ConfigError
 from stage2_mer.features import PER_FACE_FRAME, create_extractor, list_extractors
 
 onnx = pytest.importorskip("onnx")

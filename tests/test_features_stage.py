@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from stage1_face_extraction.params import ConfigError, from_dict
+from stage1_face_extraction.common.config import ConfigError, from_dict
 from stage1_face_extraction.store import FaceShardWriter
 from stage2_mer.features import Contract, FeatureReader, VisualExtractor, create_extractor, register_extractor
 from stage2_mer.features.extract import FeatureStageConfig, extract_audio_split, extract_visual_split

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from stage1_face_extraction.meld import EMOTIONS
-from stage1_face_extraction.params import ConfigError, from_dict
+from stage1_face_extraction.common.config import ConfigError, from_dict
+from stage1_face_extraction.common.labels import EMOTIONS
 from stage2_mer.fer import (
     AFFWILD2_EXPRESSIONS,
     AFFWILD2_TO_MELD,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stage1_face_extraction.common.config import ConfigError
 from stage1_face_extraction.identity import (
     create_embedder,
     distance,
@@ -20,7 +21,6 @@ from stage1_face_extraction.identity import (
     match_tracks,
 )
 from stage1_face_extraction.identity.reference import read_rgb
-from stage1_face_extraction.params import ConfigError
 
 SINGLE = ["obama_1", "obama_2", "obama_3", "biden_1", "biden_2", "rose_leslie_1", "rose_leslie_2", "kit_harington_1"]
 

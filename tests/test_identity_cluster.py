@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from stage1_face_extraction.common.config import ConfigError
 from stage1_face_extraction.identity import create_embedder, list_embedders
 from stage1_face_extraction.identity.cluster import ClusterConfig, cluster_tracks, co_visible_pairs
 from stage1_face_extraction.identity.naming import (
@@ -19,7 +20,6 @@ from stage1_face_extraction.identity.naming import (
     utterances_from_maps,
 )
 from stage1_face_extraction.identity.reference import embed_image_faces, read_rgb
-from stage1_face_extraction.params import ConfigError
 
 SINGLE = ["obama_1", "obama_2", "obama_3", "biden_1", "biden_2", "rose_leslie_1", "rose_leslie_2", "kit_harington_1"]
 

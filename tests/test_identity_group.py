@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+from stage1_face_extraction.common.config import ConfigError, from_dict
 from stage1_face_extraction.identity.group import IdentityConfig, TrackFace, group_key, identify_group
-from stage1_face_extraction.params import ConfigError, from_dict
 from stage1_face_extraction.quality import score_identities, score_manifest
 from stage1_face_extraction.records import Track
 from stage1_face_extraction.selection import SelectConfig, select_speaker
@@ -219,9 +219,9 @@ def test_likely_names_reach_the_tracks() -> None:
 
 
 def test_runner_rejects_scattered_groups(repo_root: Path) -> None:
+    from stage1_face_extraction.common.config import load_section
     from stage1_face_extraction.executors import ClipJob, ClipRunner
-    from stage1_face_extraction.params import load_section
-    from stage1_face_extraction.pipeline import Stage1Config
+    from stage1_face_extraction.section import Stage1Config
 
     cfg = load_section(repo_root / "params.yaml", "stage1", Stage1Config)
     jobs = [ClipJob("a.mp4", "a", group="g1"), ClipJob("b.mp4", "b", group="g2"), ClipJob("c.mp4", "c", group="g1")]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stage1_face_extraction.local_weights import LocalWeights, path_keys
+from stage1_face_extraction.common.local_weights import LocalWeights, path_keys
 
 
 class _Place:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from stage1_face_extraction.common.labels import EMOTIONS
 from stage1_face_extraction.meld import (
-    EMOTIONS,
     DataConfig,
     MeldFormatError,
     build_utterance_table,

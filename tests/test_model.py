@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stage1_face_extraction.params import ConfigError, from_dict
+from stage1_face_extraction.common.config import ConfigError, from_dict
 from stage2_mer.model import (
     FacialMMT,
     ModelConfig,

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stage1_face_extraction.runstate import (
+from stage1_face_extraction.common.runstate import (
     MARKER,
     OWNER,
     ForeignOutputError,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from stage1_face_extraction.params import ConfigError, from_dict, load_section
+from stage1_face_extraction.common.config import ConfigError, from_dict, load_section
 
 
 @dataclass
@@ -63,7 +63,7 @@ def _params_file(tmp_path, repo_root, edit):
 
 def test_runtime_knobs_are_merged_into_their_section(tmp_path, repo_root):
     from stage1_face_extraction.demo.generate import DemoConfig
-    from stage1_face_extraction.pipeline import Stage1Config
+    from stage1_face_extraction.section import Stage1Config
     from stage2_mer.features.extract import FeatureStageConfig
 
     def edit(p):
@@ -103,7 +103,7 @@ def test_a_runner_knob_in_its_section_fails_and_names_runtime(tmp_path, repo_roo
     (lambda p: p["runtime"]["stage1"]["ray"].update(nodes=3), r"ray.*nodes"),
 ])
 def test_unknown_runtime_keys_fail_loudly(tmp_path, repo_root, edit, match):
-    from stage1_face_extraction.pipeline import Stage1Config
+    from stage1_face_extraction.section import Stage1Config
 
     path = _params_file(tmp_path, repo_root, edit)
     with pytest.raises(ConfigError, match=match):
@@ -115,7 +115,7 @@ def test_no_dvc_stage_hashes_the_runner_knobs(repo_root):
     (so `dvc status` cannot see a worker-count change: test_dvc_pipeline checks that on a real run)."""
     import yaml
 
-    from stage1_face_extraction.params import RUNTIME_KEYS
+    from stage1_face_extraction.common.config import RUNTIME_KEYS
 
     spec = yaml.safe_load((repo_root / "dvc.yaml").read_text(encoding="utf-8"))
     params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
@@ -134,3 +134,27 @@ def test_no_dvc_stage_hashes_the_runner_knobs(repo_root):
         for part in section.split("."):
             rt = rt[part]
         assert set(rt) <= set(keys)
+
+
+# ------------------------------------------------------------------------------------------------
+# no key is accepted and ignored (issue 18): the selection's frame cap is stage1.max_frames only
+
+
+@pytest.mark.parametrize("value", [40, 160])
+def test_select_max_frames_fails_and_names_stage1_max_frames(tmp_path, repo_root, value):
+    # it used to be accepted and silently overwritten by stage1.max_frames
+    from stage1_face_extraction.section import Stage1Config
+
+    path = _params_file(tmp_path, repo_root, lambda p: p["stage1"]["select"].update(max_frames=value))
+    with pytest.raises(ConfigError, match=r"stage1\.select\.max_frames .*ignored.*set stage1\.max_frames instead"):
+        load_section(path, "stage1", Stage1Config)
+
+
+def test_stage1_max_frames_caps_the_selection(tmp_path, repo_root):
+    from stage1_face_extraction.pipeline import PipelineConfig
+    from stage1_face_extraction.section import Stage1Config
+
+    path = _params_file(tmp_path, repo_root, lambda p: p["stage1"].update(max_frames=40))
+    cfg = load_section(path, "stage1", Stage1Config)
+    assert isinstance(cfg, PipelineConfig) and cfg.max_frames == 40
+    assert "max_frames" not in vars(cfg.select)  # one key only: the pipeline passes it to select_speaker

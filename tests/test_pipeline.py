@@ -19,10 +19,11 @@ import cv2
 import numpy as np
 import pytest
 
+from stage1_face_extraction.common.config import load_section
 from stage1_face_extraction.executors import ClipJob, ClipRunner
-from stage1_face_extraction.params import load_section
-from stage1_face_extraction.pipeline import ClipResult, FacePipeline, Stage1Config
+from stage1_face_extraction.pipeline import ClipResult, FacePipeline
 from stage1_face_extraction.quality import iou, score_manifest
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.store import validate_record
 from stage1_face_extraction.video import probe, write_video
 

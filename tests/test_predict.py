@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stage1_face_extraction.meld import EMOTIONS
+from stage1_face_extraction.common.labels import EMOTIONS
 from stage1_face_extraction.video import iter_frames
 from stage2_mer.predict import (
     Predictor,

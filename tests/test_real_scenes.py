@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, SHARED
+from stage1_face_extraction.common.config import from_dict, load_params
 from stage1_face_extraction.composer import SceneConfig, compose_scenes, load_sources, plan_scenes
 from stage1_face_extraction.identity.group import identify_group
-from stage1_face_extraction.params import from_dict, load_params
-from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline, Stage1Config
+from stage1_face_extraction.pipeline import AUDIO_SR, FacePipeline
 from stage1_face_extraction.quality import iou, score_scenes
+from stage1_face_extraction.section import Stage1Config
 from stage1_face_extraction.video import probe, read_audio
 
 HEADS = SHARED / "data" / "talking_heads"

@@ -19,7 +19,7 @@ def make_track(tid, shot, start, n, speaking, identity=None):
 
 def test_picks_speaking_track_and_samples():
     tracks = [make_track(0, 0, 0, 300, 0.9), make_track(1, 0, 0, 300, 0.2)]
-    sel = select_speaker(tracks, SelectConfig(max_frames=160))
+    sel = select_speaker(tracks, SelectConfig(), max_frames=160)
     assert sel.status == "ok" and sel.tracks == [0]
     assert len(sel.frames) == 160 and {t for t, _ in sel.frames} == {0}
     frames = [f for _, f in sel.frames]

@@ -88,7 +88,7 @@ def test_no_cut_in_an_uncut_real_recording(method):
 
 
 def test_scenedetect_config_checks():
-    from stage1_face_extraction.params import ConfigError, from_dict
+    from stage1_face_extraction.common.config import ConfigError, from_dict
     from stage1_face_extraction.shots import ShotDetector
 
     with pytest.raises(ValueError, match="shots.method"):

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from stage1_face_extraction.meld import EMOTIONS
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
+from stage1_face_extraction.common.labels import EMOTIONS
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -179,7 +179,7 @@ def test_demo_affwild2_standin_is_refused_on_real_meld(corpus: dict, tmp_path: P
                                                        caplog: pytest.LogCaptureFixture) -> None:
     """Item 5: the make_affwild2 output (MELD train faces with MELD labels) is a hard error unless
     the run is on the demo corpus (its MELD.Raw holds the generator's truth.json)."""
-    from stage1_face_extraction.runstate import claim_output
+    from stage1_face_extraction.common.runstate import claim_output
     from stage2_mer.fer import check_affwild2_source, is_affwild2_standin, write_demo_affwild2
 
     faces = np.random.default_rng(0).integers(0, 256, (6, CROP, CROP, 3), dtype=np.uint8)

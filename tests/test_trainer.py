@@ -25,8 +25,8 @@ import pandas as pd
 import pytest
 import torch
 
-from stage1_face_extraction.meld import EMOTIONS
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
+from stage1_face_extraction.common.labels import EMOTIONS
 from stage2_mer.data import ROBERTA_SPECIALS, DialogueTokenizer, MELDDialogues, collate, word_level_tokenizer
 from stage2_mer.model import ModelConfig, create_model
 from stage2_mer.train import (

@@ -101,7 +101,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..local_weights import LocalWeights, Place, WeightCheck
+from ..common.local_weights import LocalWeights, Place, WeightCheck
 from .base import ActiveSpeakerScorer, FaceInputSpec, register_scorer
 
 logger = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 
 from ..align import BOX_ASPECT, TEMPLATE_UV, similarity_transform, warp_crop
-from ..local_weights import LocatesWeights
-from ..registry import Registry
+from ..common.local_weights import LocatesWeights
+from ..common.registry import Registry
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..params import from_dict
+from ..common.config import from_dict
 from .av_sync import AVSyncConfig, AVSyncScorer
 from .base import ActiveSpeakerScorer, FaceInputSpec, create_scorer, register_scorer
 from .learned import LearnedASDScorer

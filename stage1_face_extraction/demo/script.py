@@ -29,10 +29,11 @@ from fractions import Fraction
 
 import numpy as np
 
+from stage1_face_extraction.common.labels import EMOTIONS
+
 logger = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
-EMOTIONS: tuple[str, ...] = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 # roughly the MELD train distribution
 EMOTION_WEIGHTS: dict[str, float] = {
     "neutral": 0.45,

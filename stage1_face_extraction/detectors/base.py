@@ -25,10 +25,10 @@ from typing import ClassVar, TypeVar
 import cv2
 import numpy as np
 
-from ..local_weights import LocatesWeights
-from ..params import ConfigError
+from ..common.config import ConfigError
+from ..common.local_weights import LocatesWeights
+from ..common.registry import Registry
 from ..records import Detections
-from ..registry import Registry
 
 logger = logging.getLogger(__name__)
 

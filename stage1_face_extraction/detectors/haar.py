@@ -13,8 +13,8 @@ import os
 import cv2
 import numpy as np
 
-from ..local_weights import LocalWeights, Place, WeightCheck
-from ..params import ConfigError
+from ..common.config import ConfigError
+from ..common.local_weights import LocalWeights, Place, WeightCheck
 from ..records import Detections
 from .base import FaceDetector, register_detector
 

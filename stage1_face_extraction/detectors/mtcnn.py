@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..local_weights import LocalWeights, Place, WeightCheck
-from ..params import ConfigError
+from ..common.config import ConfigError
+from ..common.local_weights import LocalWeights, Place, WeightCheck
 from ..records import Detections
 from .base import FaceDetector, register_detector, resolve_torch_device
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..local_weights import LocalWeights, Place, WeightCheck
+from ..common.config import ConfigError
+from ..common.local_weights import LocalWeights, Place, WeightCheck
 from ..onnx_pack import resolve_pack_file
-from ..params import ConfigError
 from ..records import Detections
 from .base import FaceDetector, register_detector
 

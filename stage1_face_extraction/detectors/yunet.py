@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..params import ConfigError
+from ..common.config import ConfigError
 from ..records import Detections
 from .base import FaceDetector, register_detector
 

@@ -36,9 +36,9 @@ import cv2
 import numpy as np
 
 from ..align import TEMPLATE_UV, similarity_transform, warp_crop
-from ..local_weights import LocalWeights, Place, WeightCheck
+from ..common.config import ConfigError
+from ..common.local_weights import LocalWeights, Place, WeightCheck
 from ..onnx_pack import resolve_pack_file
-from ..params import ConfigError
 from .base import FaceEmbedder, register_embedder
 
 logger = logging.getLogger(__name__)

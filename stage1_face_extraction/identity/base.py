@@ -24,8 +24,8 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from ..local_weights import LocatesWeights
-from ..registry import Registry
+from ..common.local_weights import LocatesWeights
+from ..common.registry import Registry
 
 __all__ = [
     "FaceEmbedder",

@@ -40,7 +40,7 @@ from itertools import combinations
 
 import numpy as np
 
-from ..params import ConfigError
+from ..common.config import ConfigError
 
 __all__ = ["ClusterConfig", "cluster_tracks", "co_visible_pairs", "cluster_centroids", "METHODS"]
 

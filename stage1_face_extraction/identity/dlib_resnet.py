@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..local_weights import LocalWeights, Place, WeightCheck
-from ..params import ConfigError
+from ..common.config import ConfigError
+from ..common.local_weights import LocalWeights, Place, WeightCheck
 from .base import FaceEmbedder, register_embedder
 
 RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..params import ConfigError
+from ..common.config import ConfigError
 from .base import l2_normalize
 from .cluster import ClusterConfig, cluster_centroids, co_visible_pairs
 from .naming import NameAssignment, NamingConfig, assign_names, shares_per_utterance, utterances_from_maps

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from ..align import align_face
-from ..local_weights import LocalWeights, Place, WeightCheck, fmt_bytes
-from ..params import ConfigError
-from ..weights import load_state_dict
+from ..common.config import ConfigError
+from ..common.local_weights import LocalWeights, Place, WeightCheck, fmt_bytes
+from ..common.weights import load_state_dict
 from .base import FaceEmbedder, register_embedder
 
 logger = logging.getLogger(__name__)

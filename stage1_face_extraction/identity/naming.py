@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..params import ConfigError
+from ..common.config import ConfigError
 
 __all__ = ["UtteranceFaces", "NamingConfig", "NameAssignment", "assign_names", "cooccurrence", "shares_per_utterance",
            "utterances_from_maps"]

@@ -11,6 +11,6 @@ def param_sections() -> dict[str, type]:
     """params.yaml section -> config dataclass (imported lazily: stages stay quick to start)."""
     from stage1_face_extraction.demo.generate import DemoConfig
     from stage1_face_extraction.meld import DataConfig
-    from stage1_face_extraction.pipeline import Stage1Config
+    from stage1_face_extraction.section import Stage1Config
 
     return {"data": DataConfig, "demo": DemoConfig, "stage1": Stage1Config}

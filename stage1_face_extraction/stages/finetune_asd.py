@@ -19,8 +19,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..params import ConfigError, from_dict
-from ._common import setup_logging
+from stage1_face_extraction.common.logs import setup_logging
+
+from ..common.config import ConfigError, from_dict
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..params import load_section, to_dict
-from ..runstate import ForeignOutputError, check_own_output
+from ..common.config import load_section, to_dict
+from ..common.runstate import ForeignOutputError, check_own_output
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import logging
 import sys
 from pathlib import Path
 
+from stage1_face_extraction.common.atomic import DISK_FULL, atomic_write_bytes
+from stage1_face_extraction.common.config import ConfigError, load_section
+from stage1_face_extraction.common.logs import setup_logging
 from stage1_face_extraction.meld import DataConfig, MeldFormatError, build_utterance_table, summarize
-from stage1_face_extraction.params import ConfigError, load_section
-from stage1_face_extraction.stages._common import setup_logging
-from stage1_face_extraction.store import DISK_FULL, atomic_write_bytes
 
 log = logging.getLogger("facialmmt.prepare")
 

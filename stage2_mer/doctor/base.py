@@ -1,7 +1,7 @@
 """What every doctor check shares: the statuses, one report line (:class:`Check`), the run's state
 (:class:`Checkup`: the params, the root the paths are relative to, the loaded sections, the lines
 so far, the facts) and the formatting helpers (the byte helpers are the components' own, from
-:mod:`stage1_face_extraction.local_weights`)."""
+:mod:`stage1_face_extraction.common.local_weights`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stage1_face_extraction.local_weights import FAIL, OK, WARN, fmt_bytes, folder_bytes
+from stage1_face_extraction.common.local_weights import FAIL, OK, WARN, fmt_bytes, folder_bytes
 
 from .pipeline import DvcPipeline
 

@@ -14,7 +14,7 @@ def check_config(doc: Checkup, sections: dict[str, type]) -> bool:
     """Load every section of ``sections`` (section name, dotted for nested ones -> the config
     dataclass its stage reads it with) from the params file into ``doc.cfg``; False when the file
     itself cannot be read."""
-    from stage1_face_extraction.params import ConfigError, from_dict, load_params, with_runtime
+    from stage1_face_extraction.common.config import ConfigError, from_dict, load_params, with_runtime
 
     try:
         doc.raw = load_params(doc.params_path)
@@ -53,7 +53,7 @@ def check_config(doc: Checkup, sections: dict[str, type]) -> bool:
 
 def _check_components(section: str, cfg: Any) -> str | None:
     """Registry names and keys of the components a section picks (what ``create_*`` would check)."""
-    from stage1_face_extraction.params import ConfigError
+    from stage1_face_extraction.common.config import ConfigError
 
     try:
         if section == "stage1":

@@ -1,6 +1,6 @@
 """Weight checks: every component the params pick (stage 1's detector, speaking scorer and identity
 embedder; the feature extractors) is asked for the local files its config needs
-(:meth:`~stage1_face_extraction.local_weights.LocatesWeights.local_weights`); nothing is loaded,
+(:meth:`~stage1_face_extraction.common.local_weights.LocatesWeights.local_weights`); nothing is loaded,
 and the doctor has no rule of its own per component. ``random_init: true`` is a WARN (demo only)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from stage1_face_extraction.local_weights import LocalWeights, path_keys
+from stage1_face_extraction.common.local_weights import LocalWeights, path_keys
 
 from .base import FAIL, OK, Checkup
 

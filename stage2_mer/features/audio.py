@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stage1_face_extraction.local_weights import LocalWeights, Place, WeightCheck, fmt_bytes, folder_bytes
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
+from stage1_face_extraction.common.local_weights import LocalWeights, Place, WeightCheck, fmt_bytes, folder_bytes
 
 from .registry import AudioExtractor, Contract, register_extractor, resolve_device
 

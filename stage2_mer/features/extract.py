@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
 
 from .registry import AudioExtractor, FeatureExtractor, VisualExtractor, create_extractor
 from .store import FeatureWriter

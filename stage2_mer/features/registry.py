@@ -25,9 +25,9 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from stage1_face_extraction.local_weights import LocatesWeights
-from stage1_face_extraction.params import ConfigError
-from stage1_face_extraction.registry import Registry
+from stage1_face_extraction.common.config import ConfigError
+from stage1_face_extraction.common.local_weights import LocatesWeights
+from stage1_face_extraction.common.registry import Registry
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stage1_face_extraction.store import atomic_write_bytes, check_utt_id
+from stage1_face_extraction.common.atomic import atomic_write_bytes
+from stage1_face_extraction.store import check_utt_id
 
 logger = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from stage1_face_extraction.common.config import ConfigError
+from stage1_face_extraction.common.local_weights import LocalWeights, Place, WeightCheck, fmt_bytes
+from stage1_face_extraction.common.weights import load_state_dict
 from stage1_face_extraction.identity.arcface import DEFAULT_MODEL as ARCFACE_DEFAULT_MODEL
 from stage1_face_extraction.identity.inception_resnet_v1 import (
     CHECKPOINTS,
     facenet_weights,
     load_facenet,
 )
-from stage1_face_extraction.local_weights import LocalWeights, Place, WeightCheck, fmt_bytes
-from stage1_face_extraction.params import ConfigError
-from stage1_face_extraction.weights import load_state_dict
 
 from .registry import PER_FACE_FRAME, Contract, VisualExtractor, register_extractor
 

@@ -13,7 +13,7 @@ Validation_Set}``; read each folder with :func:`scan_affwild2` to get a train an
 index (FacialMMT trained without any Aff-Wild2 validation).
 
 Labels: -1 and 7 (Other) are dropped; the kept Aff-Wild2 index ``k`` becomes the MELD label
-``AFFWILD2_TO_MELD[k]`` (``stage1_face_extraction.meld.EMOTIONS`` order). Annotated frames whose
+``AFFWILD2_TO_MELD[k]`` (``stage1_face_extraction.common.labels.EMOTIONS`` order). Annotated frames whose
 JPEG is absent (face not detected by the ABAW cropper) are skipped and counted.
 
 :class:`AffWild2Dataset` decodes JPEGs as RGB (PIL), augments them in RGB and hands the float
@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stage1_face_extraction.meld import EMOTIONS
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
+from stage1_face_extraction.common.labels import EMOTIONS
 
 from .swin import CHANNEL_ORDERS
 
@@ -387,7 +387,7 @@ def is_affwild2_standin(folder: str | Path) -> bool:
     """Is ``folder`` the demo's Aff-Wild2 stand-in (the ``make_affwild2`` stage's output mark)?"""
     import json
 
-    from stage1_face_extraction.runstate import OWNER
+    from stage1_face_extraction.common.runstate import OWNER
 
     mark = Path(folder) / OWNER
     try:

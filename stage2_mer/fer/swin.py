@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -271,8 +271,8 @@ class CheckpointReport:
 
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The flat tensor dict inside ``path`` (torch ``{'state_dict': ...}`` or safetensors), read by the
-    project's safe reader (:func:`stage1_face_extraction.weights.load_state_dict`)."""
-    from stage1_face_extraction.weights import load_state_dict
+    project's safe reader (:func:`stage1_face_extraction.common.weights.load_state_dict`)."""
+    from stage1_face_extraction.common.weights import load_state_dict
 
     if not path.is_file():
         raise FileNotFoundError(f"FER checkpoint not found: {path}")

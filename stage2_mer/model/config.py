@@ -14,8 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from stage1_face_extraction.params import ConfigError
-from stage1_face_extraction.params import from_dict as _from_dict
+from stage1_face_extraction.common.config import ConfigError
+from stage1_face_extraction.common.config import from_dict as _from_dict
 
 #: canonical order of the modality letters (text, audio, visual)
 MODALITY_ORDER = ("T", "A", "V")

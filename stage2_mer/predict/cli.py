@@ -56,7 +56,7 @@ def format_chart(pred) -> str:
 
 
 def _params(path: Path | None) -> dict:
-    from stage1_face_extraction.params import load_params
+    from stage1_face_extraction.common.config import load_params
 
     if path is not None:
         return load_params(path)  # ConfigError when missing
@@ -68,9 +68,9 @@ def _params(path: Path | None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from stage1_face_extraction.params import ConfigError
-    from stage1_face_extraction.stages._common import setup_logging
-    from stage1_face_extraction.store import atomic_write_bytes
+    from stage1_face_extraction.common.atomic import atomic_write_bytes
+    from stage1_face_extraction.common.config import ConfigError
+    from stage1_face_extraction.common.logs import setup_logging
 
     from .core import PredictError, Predictor, parse_turn
 

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from stage1_face_extraction.meld import EMOTIONS
-from stage1_face_extraction.params import ConfigError, from_dict, with_runtime
+from stage1_face_extraction.common.config import ConfigError, from_dict, with_runtime
+from stage1_face_extraction.common.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path, params: dict | None = None, features_root: str | Path | None = None,
                  tokenizer=None) -> None:
-        from stage1_face_extraction.pipeline import Stage1Config
+        from stage1_face_extraction.section import Stage1Config
         from stage2_mer.train import TrainConfig, Trainer, apply_preset, checkpoint_train_config, load_models
 
         params = dict(params or {})

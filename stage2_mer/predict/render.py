@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stage1_face_extraction.meld import EMOTIONS
+from stage1_face_extraction.common.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ import logging
 import sys
 from pathlib import Path
 
-from stage1_face_extraction.params import ConfigError, load_section
-from stage1_face_extraction.stages._common import setup_logging
-from stage1_face_extraction.store import atomic_write_bytes
+from stage1_face_extraction.common.atomic import atomic_write_bytes
+from stage1_face_extraction.common.config import ConfigError, load_section
+from stage1_face_extraction.common.logs import setup_logging
 
 log = logging.getLogger("facialmmt.evaluate")
 
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     setup_logging()
-    from stage1_face_extraction.meld import EMOTIONS, read_utterance_table
+    from stage1_face_extraction.common.labels import EMOTIONS
+    from stage1_face_extraction.meld import read_utterance_table
     from stage2_mer.train import (
         SEEDS_JSON,
         TrainConfig,

@@ -17,7 +17,7 @@ visual stage reads the stage-1 face shards (``<faces>/<split>/``); the audio sta
 listed in the utterance table.
 
 A run owns ``--out``: while it runs, ``<out>/.run-in-progress.json`` holds the fingerprint of its
-inputs (section, input files, code; ``stage1_face_extraction.runstate``). A rerun after a kill
+inputs (section, input files, code; ``stage1_face_extraction.common.runstate``). A rerun after a kill
 with the same fingerprint keeps the splits that were finished (``meta.json`` written) and redoes
 the others; any other run first empties ``--out`` (as DVC would: ``dvc.yaml`` keeps the folder,
 ``persist: true``, so that a killed ``dvc repro`` resumes), and only then writes the marker. It
@@ -38,8 +38,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stage1_face_extraction.params import ConfigError, load_section, to_dict, without_runtime
-from stage1_face_extraction.runstate import (
+from stage1_face_extraction.common.atomic import DISK_FULL, atomic_write_bytes
+from stage1_face_extraction.common.config import ConfigError, load_section, to_dict, without_runtime
+from stage1_face_extraction.common.logs import setup_logging
+from stage1_face_extraction.common.runstate import (
     MARKER,
     ForeignOutputError,
     RunState,
@@ -50,8 +52,6 @@ from stage1_face_extraction.runstate import (
     remove,
     stat_digest,
 )
-from stage1_face_extraction.stages._common import setup_logging
-from stage1_face_extraction.store import DISK_FULL, atomic_write_bytes
 from stage2_mer.features.extract import (
     FeatureStageConfig,
     extract_audio_split,

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stage1_face_extraction.params import ConfigError, load_section
-from stage1_face_extraction.runstate import ForeignOutputError, check_own_output, claim_output
-from stage1_face_extraction.stages._common import setup_logging
+from stage1_face_extraction.common.config import ConfigError, load_section
+from stage1_face_extraction.common.logs import setup_logging
+from stage1_face_extraction.common.runstate import ForeignOutputError, check_own_output, claim_output
 from stage2_mer.fer.affwild2 import STANDIN_STAGE
 
 log = logging.getLogger("facialmmt.make_affwild2")

@@ -36,9 +36,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from stage1_face_extraction.params import ConfigError, load_params, load_section
-from stage1_face_extraction.stages._common import setup_logging
-from stage1_face_extraction.store import atomic_write_bytes
+from stage1_face_extraction.common.atomic import atomic_write_bytes
+from stage1_face_extraction.common.config import ConfigError, load_params, load_section
+from stage1_face_extraction.common.logs import setup_logging
 
 log = logging.getLogger("facialmmt.train")
 

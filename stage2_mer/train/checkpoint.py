@@ -27,8 +27,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from stage1_face_extraction.meld import EMOTIONS
-from stage1_face_extraction.store import atomic_write_bytes
+from stage1_face_extraction.common.atomic import atomic_write_bytes
+from stage1_face_extraction.common.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def load_models(folder: str | Path):
     """``(model, model_cfg, fer or None, fer_cfg or None, info)`` rebuilt from a checkpoint folder:
     the architectures from its ``checkpoint.json`` (never from params: a checkpoint runs as it was
     trained), the weights from its safetensors files."""
-    from stage1_face_extraction.params import from_dict
+    from stage1_face_extraction.common.config import from_dict
     from stage2_mer.model import ModelConfig, create_model
 
     info = read_checkpoint(folder)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from stage1_face_extraction.params import ConfigError
+from stage1_face_extraction.common.config import ConfigError
 
 from .checkpoint import save_checkpoint
 from .metrics import classification_metrics

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stage1_face_extraction.meld import EMOTIONS
-from stage1_face_extraction.store import atomic_write_bytes
+from stage1_face_extraction.common.atomic import atomic_write_bytes
+from stage1_face_extraction.common.labels import EMOTIONS
 
 __all__ = ["classification_metrics", "confusion_matrix", "plot_confusion", "summarize_seed_tests",
            "summarize_seeds"]

@@ -16,7 +16,7 @@ it keeps the marker (and exits 1), so a rerun with the same inputs resumes and r
     check_own_output(out, "extract_faces")  # never empty a folder that is not the stage's own
     state = RunState(out, fingerprint({"stage1": to_dict(cfg), "table": file_digest(table)}))
     state.begin(clear=lambda how: how != "resume" and remove(outputs_of_an_earlier_run))
-    ...                                   # write the outputs (resumable, see store.py)
+    ...                                   # write the outputs (resumable, see the store package)
     state.finish()
 
 A stage that empties its output folder first checks that the folder is its own
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .store import atomic_write_bytes
+from .atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

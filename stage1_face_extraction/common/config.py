@@ -101,7 +101,8 @@ def load_params(path: str | Path) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys raise :class:`ConfigError`.
+    """Build dataclass ``cls`` from ``data``; unknown keys raise :class:`ConfigError`, and so do the
+    keys ``cls.MOVED_KEYS`` names (with the key to write instead).
 
     Fields that are themselves dataclasses are built recursively from nested mappings. Missing keys
     take the dataclass defaults.
@@ -110,6 +111,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    _check_moved(cls, data, where)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -128,6 +130,20 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         else:
             kwargs[name] = value
     return cls(**kwargs)
+
+
+def _check_moved(cls: type, data: dict[str, Any], where: str) -> None:
+    """A key that ``cls.MOVED_KEYS`` lists (``{"dotted.key": "key to write instead"}``, both relative
+    to ``cls``) raises :class:`ConfigError` naming both: a key that would be accepted and ignored."""
+    prefix = f"{where}." if where else ""
+    for dotted, right in getattr(cls, "MOVED_KEYS", {}).items():
+        *parents, last = dotted.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            raise ConfigError(f"{prefix}{dotted} is not a config key (it would be ignored): "
+                              f"set {prefix}{right} instead")
 
 
 def _dataclass_type(hint: Any) -> type | None:

@@ -1,7 +1,5 @@
-"""Face shards (the stage-1 -> stage-2 contract) and the per-clip manifest.
+"""Face shards (the stage-1 -> stage-2 contract; schema in ``stage1_face_extraction/SCHEMA.md``).
 
-Face shards (see ``SCHEMA.md`` beside this file)
------------------------------------------------
 ``<root>/shard-00000.tar`` ...: uncompressed USTAR tars of JPEG crops, members
 ``<utt_id>/<k:04d>.jpg`` (k = 0..n-1 in frame order), at most ``utts_per_shard`` utterances each,
 utterances sorted by id inside a shard. Bytes are reproducible: mtime 0, uid/gid 0, empty user and
@@ -20,34 +18,23 @@ index is rewritten the same way right after. A shard is *finished* iff its utter
 the index does not list; a new writer deletes the ``.tmp`` files, treats every utterance in the index
 as done (``utt_id in writer`` -> skip the work) and rewrites unfinished shards under the same names.
 One writer per root at a time.
-
-Manifest
---------
-``manifest.jsonl``: one JSON object per clip (schema in ``SCHEMA.md``), keys in a fixed order,
-floats rounded to 4 decimals, records sorted by utt_id, so a rerun gives identical bytes. Wall
-times vary from run to run, so ``timings`` are split off into a sidecar ``timings.jsonl`` (same
-order, ``{"utt_id", "clip", "timings"}``) that determinism checks simply ignore. During a run,
-:class:`ManifestAppender` appends each clip's row (flushed and fsynced) as the clip finishes, so a
-crash or kill keeps the finished clips' rows; the run then rewrites the file sorted.
 """
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import logging
-import math
 import os
 import re
-import shutil
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
+
+from stage1_face_extraction.common.atomic import DISK_FULL, atomic_write_bytes, disk_full_error
+from stage1_face_extraction.store.jpeg import decode_jpeg, encode_jpeg
 
 logger = logging.getLogger(__name__)
 
@@ -56,84 +43,9 @@ SHARD_FMT = "shard-{:05d}.tar"
 _SHARD_RE = re.compile(r"^shard-(\d{5,})\.tar$")
 _UTT_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
-#: a clip's manifest status. Bad input: missing, decode_error (undecodable file), no_face, no_speaker,
-#: no_audio; ``error``: the processing itself raised (a bug, an exhausted resource), with the
-#: exception in ``reason``; a rerun retries such clips.
-STATUSES = ("ok", "no_face", "no_speaker", "no_audio", "decode_error", "missing", "error")
-NO_FRAMES = (
-    "missing",
-    "decode_error",
-    "error",
-)  # the statuses of clips with no frames and no tracks (nothing to preview)
-TOP_KEYS = ("clip", "utt_id", "status", "fps", "n_frames", "frames", "tracks")
-FRAME_KEYS = ("frame", "t", "box", "det_score", "speaking", "track")
-
-
-# ----------------------------------------------------------------------------------------------
-# small helpers
-
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def disk_full_error(path: Path, exc: OSError, size: int | None = None) -> OSError:
-    """An OSError (same errno) whose message says which file could not be written and what to do."""
-    need = f" ({size} bytes)" if size is not None else ""
-    try:
-        free = f"; {shutil.disk_usage(path.parent).free} bytes free on that file system"
-    except OSError:
-        free = ""
-    return OSError(exc.errno, f"no space left on device writing {path}{need}{free}: the partial file was "
-                              "removed and finished files are kept; free some space and rerun to resume", str(path))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file + fsync + rename (readers never see half a file).
-
-    On any error (a full disk: an OSError naming ``path``, see :func:`disk_full_error`) the temp
-    file is removed and ``path`` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-            raise disk_full_error(path, exc, len(data)) from exc
-        raise
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
-    """(H, W, 3) uint8 RGB -> baseline JPEG bytes with fixed settings (reproducible)."""
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"need (H, W, 3) uint8 RGB, got {rgb.dtype} {rgb.shape}")
-    params = [
-        cv2.IMWRITE_JPEG_QUALITY, int(quality),
-        cv2.IMWRITE_JPEG_OPTIMIZE, 0,
-        cv2.IMWRITE_JPEG_PROGRESSIVE, 0,
-    ]  # fmt: skip
-    if hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR"):
-        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), params)
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """JPEG bytes -> (H, W, 3) uint8 RGB."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("corrupt JPEG")
-    return np.ascontiguousarray(img[..., ::-1])
-
 
 def check_utt_id(utt_id: str) -> str:
+    """``utt_id`` when it can name a tar folder (letters, digits, ``_.-``), else ValueError."""
     if not isinstance(utt_id, str) or not _UTT_RE.match(utt_id) or utt_id in (".", ".."):
         raise ValueError(f"utt_id must match {_UTT_RE.pattern} (used as a tar folder), got {utt_id!r}")
     return utt_id
@@ -183,9 +95,6 @@ def _read_index(root: Path) -> dict[str, dict]:
             out[rec["utt_id"]] = rec
     return out
 
-
-# ----------------------------------------------------------------------------------------------
-# shards
 
 
 class FaceShardWriter:
@@ -456,272 +365,3 @@ class FaceShardReader:
         if not frames:
             return np.zeros((0, rec["height"], rec["width"], 3), np.uint8)
         return np.stack(frames)
-
-
-# ----------------------------------------------------------------------------------------------
-# manifest
-
-
-def _plain(x: Any, ndigits: int) -> Any:
-    """JSON-safe copy: numpy -> python, floats rounded, NaN/inf -> None, dict keys ordered."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v, ndigits) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v, ndigits) for v in x]
-    if isinstance(x, np.ndarray):
-        return [_plain(v, ndigits) for v in x.tolist()]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        f = float(x)
-        if not math.isfinite(f):
-            return None
-        r = round(f, ndigits)
-        return 0.0 if r == 0 else r  # no "-0.0"
-    if x is None or isinstance(x, str):
-        return x
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"cannot store {type(x).__name__} in the manifest")
-
-
-def _sorted_deep(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _sorted_deep(x[k]) for k in sorted(x)}
-    if isinstance(x, list):
-        return [_sorted_deep(v) for v in x]
-    return x
-
-
-def _ordered(d: dict, first: Sequence[str]) -> dict:
-    """Keys in ``first`` (in that order) first, then the rest sorted; nested dicts sorted."""
-    out = {k: _sorted_deep(d[k]) for k in first if k in d}
-    for k in sorted(d):
-        if k not in out:
-            out[k] = _sorted_deep(d[k])
-    return out
-
-
-def validate_record(rec: dict) -> None:
-    """Raise ValueError when a manifest record breaks the schema (see SCHEMA.md)."""
-    if not isinstance(rec, dict):
-        raise ValueError(f"manifest record must be a dict, got {type(rec).__name__}")
-    for k in ("clip", "utt_id", "status"):
-        if k not in rec:
-            raise ValueError(f"manifest record lacks {k!r}: {sorted(rec)}")
-    if rec["status"] not in STATUSES:
-        raise ValueError(f"{rec['utt_id']}: unknown status {rec['status']!r}; valid: {', '.join(STATUSES)}")
-    if "n_frames" in rec and (not isinstance(rec["n_frames"], (int, np.integer)) or rec["n_frames"] < 0):
-        raise ValueError(f"{rec['utt_id']}: n_frames must be an int >= 0, got {rec['n_frames']!r}")
-    frames = rec.get("frames", [])
-    if not isinstance(frames, (list, tuple)):
-        raise ValueError(f"{rec['utt_id']}: frames must be a list")
-    for f in frames:
-        if not isinstance(f, dict) or "frame" not in f:
-            raise ValueError(f"{rec['utt_id']}: every frames[] entry needs a 'frame' index")
-
-
-def canonical_record(rec: dict, ndigits: int = 4) -> dict:
-    """Validated, JSON-safe, fixed-key-order copy of a record WITHOUT ``timings``."""
-    validate_record(rec)
-    body = {k: v for k, v in rec.items() if k != "timings"}
-    plain = _plain(body, ndigits)
-    out = _ordered(plain, TOP_KEYS)
-    if "frames" in out:
-        out["frames"] = [_ordered(f, FRAME_KEYS) for f in out["frames"]]
-    return out
-
-
-def _dump(obj: dict) -> str:
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
-
-
-def write_manifest(
-    path: str | Path,
-    records: Iterable[dict],
-    timings_path: str | Path | None = "auto",
-    ndigits: int = 4,
-    sort: bool = True,
-) -> Path:
-    """Write ``manifest.jsonl`` atomically (deterministic bytes, see module docstring).
-
-    timings_path: "auto" -> ``timings.jsonl`` beside ``path``; None -> timings are dropped.
-    Returns the manifest path.
-    """
-    path = Path(path)
-    recs = list(records)
-    for r in recs:
-        validate_record(r)
-    if sort:
-        recs = sorted(recs, key=lambda r: (str(r["utt_id"]), str(r["clip"])))
-    lines = [_dump(canonical_record(r, ndigits)) + "\n" for r in recs]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, "".join(lines).encode("utf-8"))
-    if timings_path is not None:
-        tpath = path.with_name("timings.jsonl") if timings_path == "auto" else Path(timings_path)
-        tlines = [
-            _dump({"utt_id": r["utt_id"], "clip": str(r["clip"]), "timings": _plain(r["timings"], ndigits)}) + "\n"
-            for r in recs
-            if "timings" in r
-        ]
-        atomic_write_bytes(tpath, "".join(tlines).encode("utf-8"))
-    return path
-
-
-class ManifestAppender:
-    """``manifest.jsonl`` (and ``timings.jsonl``) written row by row as clips finish, so that a crash
-    or a kill later in the run leaves the finished clips' rows on disk.
-
-    Opening starts both files afresh with ``records`` (clips finished earlier: a resumed run),
-    written as :func:`write_manifest` writes them; each :meth:`append` adds one row, in the format
-    of a :func:`write_manifest` line, flushed and fsynced (its timings line is flushed only: wall
-    times are a sidecar). The rows come in finishing order: at the end of a run the caller rewrites
-    the file with :func:`write_manifest` (sorted: the same bytes as a run that only wrote at the
-    end). Close it first.
-    """
-
-    def __init__(self, path: str | Path, records: Iterable[dict] = (), ndigits: int = 4) -> None:
-        self.path = Path(path)
-        self.timings_path = self.path.with_name("timings.jsonl")
-        self.ndigits = ndigits
-        records = list(records)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if records:
-            write_manifest(self.path, records, ndigits=ndigits)
-        else:  # nothing to keep: empty files (no rows to make durable yet)
-            for p in (self.path, self.timings_path):
-                p.open("w", encoding="utf-8").close()
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        try:
-            self._tfh = open(self.timings_path, "a", encoding="utf-8")  # noqa: SIM115
-        except BaseException:
-            self._fh.close()
-            raise
-
-    def append(self, rec: dict) -> None:
-        """Add one clip's row (validated; ValueError for a record that breaks the schema)."""
-        line = _dump(canonical_record(rec, self.ndigits)) + "\n"
-        rows = [(self._fh, self.path, line, True)]
-        if "timings" in rec:
-            t = {"utt_id": rec["utt_id"], "clip": str(rec["clip"]), "timings": _plain(rec["timings"], self.ndigits)}
-            rows.append((self._tfh, self.timings_path, _dump(t) + "\n", False))
-        for fh, path, text, durable in rows:
-            try:
-                fh.write(text)
-                fh.flush()
-                if durable:
-                    os.fsync(fh.fileno())
-            except OSError as exc:
-                if exc.errno in DISK_FULL:
-                    raise OSError(exc.errno, f"no space left on device appending a row of {rec['utt_id']} to "
-                                  f"{path}: the rows written before are kept; free some space and rerun",
-                                  str(path)) from exc
-                raise
-
-    def close(self) -> None:
-        for fh in (self._fh, self._tfh):
-            try:
-                fh.close()
-            except OSError as exc:  # every row was flushed already: nothing is lost here
-                logger.warning("closing %s: %s", fh.name, exc)
-
-    def __enter__(self) -> ManifestAppender:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def write_identities(path: str | Path, reports: Iterable[dict]) -> Path:
-    """Write ``identities.jsonl`` atomically: one identity report per group (``GroupIdentity.report``),
-    sorted by ``group``, compact JSON (deterministic bytes)."""
-    path = Path(path)
-    recs = sorted(reports, key=lambda r: str(r["group"]))
-    atomic_write_bytes(path, "".join(_dump(r) + "\n" for r in recs).encode("utf-8"))
-    return path
-
-
-def read_identities(path: str | Path) -> dict[str, dict]:
-    """``{group: report}`` from an ``identities.jsonl``."""
-    out = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            out[rec["group"]] = rec
-    return out
-
-
-def read_manifest(
-    path: str | Path, with_timings: bool = False, timings_path: str | Path | None = "auto"
-) -> list[dict]:
-    """Records of a manifest (validated); ``with_timings`` merges ``timings`` back from the sidecar."""
-    path = Path(path)
-    recs: list[dict] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for ln, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{ln}: bad JSON ({e})") from None
-            validate_record(rec)
-            recs.append(rec)
-    if with_timings:
-        tpath = path.with_name("timings.jsonl") if timings_path == "auto" else Path(timings_path or "")
-        if tpath.is_file():
-            times: dict[tuple[str, str], dict] = {}
-            with tpath.open("r", encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        t = json.loads(line)
-                        times[(t["utt_id"], t["clip"])] = t["timings"]
-            for r in recs:
-                if (r["utt_id"], r["clip"]) in times:
-                    r["timings"] = times[(r["utt_id"], r["clip"])]
-    return recs
-
-
-# ----------------------------------------------------------------------------------------------
-# contact sheet
-
-
-def contact_sheet(
-    crops: np.ndarray | Sequence[np.ndarray],
-    cols: int = 8,
-    labels: Sequence[int | str] | None = None,
-    pad: int = 2,
-) -> np.ndarray:
-    """Grid of crops (N, H, W, 3) uint8 with a label (default: the index) on each tile -> (h, w, 3).
-
-    Pass the source frame numbers as ``labels`` for the CLI's per-clip PNG (RGB in, RGB out).
-    """
-    crops = [np.asarray(c) for c in crops]
-    if not crops:
-        tile = np.zeros((64, 160, 3), np.uint8)
-        cv2.putText(tile, "no faces", (8, 38), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
-        return tile
-    if labels is not None and len(labels) != len(crops):
-        raise ValueError(f"{len(labels)} labels for {len(crops)} crops")
-    h, w = crops[0].shape[:2]
-    cols = max(1, min(int(cols), len(crops)))
-    rows = -(-len(crops) // cols)
-    sheet = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), np.uint8)
-    scale = max(0.3, min(h, w) / 320.0)
-    thick = max(1, int(round(scale * 2)))
-    for i, c in enumerate(crops):
-        if c.shape[:2] != (h, w):
-            c = cv2.resize(c, (w, h), interpolation=cv2.INTER_AREA)
-        if c.ndim == 2:
-            c = np.repeat(c[..., None], 3, axis=2)
-        tile = np.ascontiguousarray(c[..., :3].astype(np.uint8))
-        text = str(labels[i] if labels is not None else i)
-        org = (3, int(14 * scale / 0.5) + 2)
-        cv2.putText(tile, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-        cv2.putText(tile, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 0), thick, cv2.LINE_AA)
-        r, q = divmod(i, cols)
-        y0, x0 = pad + r * (h + pad), pad + q * (w + pad)
-        sheet[y0 : y0 + h, x0 : x0 + w] = tile
-    return sheet

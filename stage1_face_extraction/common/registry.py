@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from stage1_face_extraction.params import ConfigError, from_dict
+from stage1_face_extraction.common.config import ConfigError, from_dict
 
 T = TypeVar("T", bound=type)
 
