@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -14,6 +15,16 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
+
+
+def imported_from(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module of a ``from ... import`` statement found in ``package`` (relative
+    imports resolved; used by the import-walking tests)."""
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".")
+    base = ".".join(parts[: len(parts) - node.level + 1])
+    return f"{base}.{node.module}" if node.module else base
 
 
 def face_frame(shift: int, marked: bool) -> np.ndarray:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import imported_from
+
 PACKAGES = ("stage1_face_extraction", "stage2_mer")
 _MODULE_STRING = re.compile(r"^(?:%s)(?:\.\w+)*$" % "|".join(PACKAGES))
 
@@ -44,12 +46,7 @@ def _imports_of(node: ast.AST, package: str) -> tuple[set[str], set[tuple[str, s
         if isinstance(n, ast.Import):
             mods.update(a.name for a in n.names)
         elif isinstance(n, ast.ImportFrom):
-            if n.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - n.level + 1])
-                mod = f"{base}.{n.module}" if n.module else base
-            else:
-                mod = n.module or ""
+            mod = imported_from(n, package)
             mods.add(mod)
             mods.update(f"{mod}.{a.name}" for a in n.names)
             pairs.update((mod, a.name) for a in n.names)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from conftest import imported_from
+
 PACKAGES = ("stage1_face_extraction", "stage2_mer")
 
 
@@ -38,12 +40,7 @@ def imported_modules(root: Path, path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             mods = {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                mod = f"{base}.{node.module}" if node.module else base
-            else:
-                mod = node.module or ""
+            mod = imported_from(node, package)
             mods = {mod} | {f"{mod}.{a.name}" for a in node.names if is_module(root, f"{mod}.{a.name}")}
         else:
             continue

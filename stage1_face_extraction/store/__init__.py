@@ -8,7 +8,8 @@ the modules behind it:
 - ``jpeg``: the crops' JPEG codec (fixed settings: same crop, same bytes);
 - ``manifest``: ``manifest.jsonl`` (one record per clip, deterministic bytes; :class:`ManifestAppender`
   appends rows as clips finish), its ``timings.jsonl`` sidecar, and ``identities.jsonl``;
-- ``sheets``: contact sheets of crops (pictures for people).
+- ``sheets``: contact sheets of crops (pictures for people);
+- ``jsonl``: the JSON Lines reader behind the index and the manifest.
 
 Formats: ``stage1_face_extraction/SCHEMA.md``. Atomic writes are
 :mod:`stage1_face_extraction.common.atomic`.

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from stage1_face_extraction.common.atomic import DISK_FULL, atomic_write_bytes
+from stage1_face_extraction.store.jsonl import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -234,16 +235,9 @@ def read_manifest(
     """Records of a manifest (validated); ``with_timings`` merges ``timings`` back from the sidecar."""
     path = Path(path)
     recs: list[dict] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for ln, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{ln}: bad JSON ({e})") from None
-            validate_record(rec)
-            recs.append(rec)
+    for _, rec in iter_jsonl(path):
+        validate_record(rec)
+        recs.append(rec)
     if with_timings:
         tpath = path.with_name("timings.jsonl") if timings_path == "auto" else Path(timings_path or "")
         if tpath.is_file():

@@ -35,6 +35,7 @@ import numpy as np
 
 from stage1_face_extraction.common.atomic import DISK_FULL, atomic_write_bytes, disk_full_error
 from stage1_face_extraction.store.jpeg import decode_jpeg, encode_jpeg
+from stage1_face_extraction.store.jsonl import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -79,20 +80,13 @@ def _read_index(root: Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
     if not path.is_file():
         return out
-    with path.open("r", encoding="utf-8") as fh:
-        for ln, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{ln}: bad JSON ({exc})") from None
-            problem = _check_index_record(rec)
-            if problem:
-                raise ValueError(f"{path}:{ln}: {problem}")
-            if rec["utt_id"] in out:
-                raise ValueError(f"{path}:{ln}: duplicate utt_id {rec['utt_id']!r}")
-            out[rec["utt_id"]] = rec
+    for ln, rec in iter_jsonl(path):
+        problem = _check_index_record(rec)
+        if problem:
+            raise ValueError(f"{path}:{ln}: {problem}")
+        if rec["utt_id"] in out:
+            raise ValueError(f"{path}:{ln}: duplicate utt_id {rec['utt_id']!r}")
+        out[rec["utt_id"]] = rec
     return out
 
 
