@@ -1,11 +1,11 @@
 """Calibrate ``learned_sync``: analyse real scenes once, then replay the identity step and the
-selection for a grid of ``asd.sync_floor`` and ``select.min_speaking`` values.
+selection for a grid of ``asd.sync_power`` and ``select.min_speaking`` values.
 
     python benchmarks/learned_sync_sweep.py --scenes /tmp/cal --seeds 12,13 --per-type 12 \
-        --sync-floor 0,0.2,0.3,0.4 --min-speaking 0.1,0.2,0.3 [--json out.json]
+        --sync-power 1,0.7,0.5,0.33 --min-speaking 0.1,0.2,0.3 [--json out.json]
 
-``learned_sync`` scores a track ``p * (f + (1 - f) * y)`` (``stage1_face_extraction/asd/learned_sync.py``):
-``p`` the learned scorer's speaking probability, ``y`` the lip-sync term, ``f`` the floor. Both
+``learned_sync`` scores a track ``p * y ** g`` (``stage1_face_extraction/asd/learned_sync.py``):
+``p`` the learned scorer's speaking probability, ``y`` the lip-sync term, ``g`` the sync power. Both
 terms are kept from ONE analysis of every clip (detection, tracking, both scorers, identity
 embeddings: the slow part), so each grid point costs only the identity step, the selection and the
 crop pass, exactly as ``benchmarks/stage1_real_scenes.py --identity dialogue`` runs them (same
@@ -68,14 +68,14 @@ def analyse_set(pipe: FacePipeline, scenes: Path, truth: dict, seed: int) -> dic
     return out
 
 
-def replay(pipe: FacePipeline, analyses: dict[str, tuple[str, ClipAnalysis]], sync_floor: float) -> dict[str, dict]:
-    """Manifest records of every clip with the tracks rescored at ``sync_floor`` (``pipe.cfg.select`` as set)."""
+def replay(pipe: FacePipeline, analyses: dict[str, tuple[str, ClipAnalysis]], sync_power: float) -> dict[str, dict]:
+    """Manifest records of every clip with the tracks rescored at ``sync_power`` (``pipe.cfg.select`` as set)."""
     ident = pipe.cfg.identity
     by_group: dict[str, list[tuple[str, ClipAnalysis]]] = {}
     for k, (g, a) in analyses.items():
         a = copy.deepcopy(a)
         for t in a.tracks:
-            t.speaking = combine_terms(t.extra["learned"], t.extra["sync"], sync_floor)
+            t.speaking = combine_terms(t.extra["learned"], t.extra["sync"], sync_power)
         tracks = {t.track_id: t for t in a.tracks}
         for f in a.faces:  # the identity step weighs each face by its speaking evidence
             f.evidence = track_evidence(tracks[f.track_id], a.voiced)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--same-person", type=same_person_arg, default="auto")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--asd", default=json.dumps(DEFAULT_ASD), help="JSON stage1.asd of a learned_sync scorer")
-    ap.add_argument("--sync-floor", type=floats, default=[0.0, 0.2, 0.3, 0.4])
+    ap.add_argument("--sync-power", type=floats, default=[1.0, 0.7, 0.5, 0.33])
     ap.add_argument("--min-speaking", type=floats, help="select.min_speaking values (default: params.yaml's)")
     ap.add_argument("--json", type=Path, help="also write every grid point's pooled and per-set groups here")
     args = ap.parse_args(argv)
@@ -134,23 +134,23 @@ def main(argv: list[str] | None = None) -> int:
         sets[seed] = (truth, analyse_set(pipe, sub.scenes, truth, seed))
     min_speaking = args.min_speaking or [pipe.cfg.select.min_speaking]
     report = []
-    for floor in args.sync_floor:
+    for power in args.sync_power:
         for ms in min_speaking:
             pipe.cfg.select.min_speaking = ms
             pooled_truth: dict = {"clips": {}}
             pooled: dict[str, dict] = {}
             per_set = {}
             for seed, (truth, analyses) in sets.items():
-                records = replay(pipe, analyses, floor)
+                records = replay(pipe, analyses, power)
                 per_set[seed] = score_scenes(records, truth)
                 pooled_truth["clips"].update({f"seed{seed}:{k}": c for k, c in truth["clips"].items()})
                 pooled.update({f"seed{seed}:{k}": r for k, r in records.items()})
             groups = score_scenes(pooled, pooled_truth)
             mark = "*" if meets(groups) else " "
             sets_text = "; ".join(f"seed {s}: {line(g)}" for s, g in per_set.items())
-            print(f"{mark} sync_floor {floor:.2f} min_speaking {ms:.2f}: pooled {line(groups)} | {sets_text}")
+            print(f"{mark} sync_power {power:.2f} min_speaking {ms:.2f}: pooled {line(groups)} | {sets_text}")
             report.append({
-                "sync_floor": floor, "min_speaking": ms, "meets_goals": meets(groups),
+                "sync_power": power, "min_speaking": ms, "meets_goals": meets(groups),
                 "pooled": {k: v.as_dict() for k, v in groups.items()},
                 "seeds": {str(s): {k: v.as_dict() for k, v in g.items()} for s, g in per_set.items()},
             })

@@ -464,12 +464,12 @@ def test_finetune_config_is_strict(tmp_path: Path) -> None:
 
 
 def test_learned_sync_is_the_product_of_its_terms() -> None:
-    """``learned_sync`` = the learned probability x av_sync on the mouth region of the same crops;
-    a config naming a non-learned scorer or an unknown sync key fails."""
+    """``learned_sync`` at ``sync_power`` 1 = the learned probability x av_sync on the mouth region
+    of the same crops; a config naming a non-learned scorer or an unknown sync key fails."""
     rng = np.random.default_rng(0)
     fps, sr, n = 25.0, 16000, 75
     scorer = create_scorer("learned_sync", learned={"name": "light_asd", "random_init": True, "windows_s": [1, 2]},
-                           sync={"vad": "energy"})
+                           sync={"vad": "energy"}, sync_power=1.0)
     assert scorer.input_spec == scorer.learned.input_spec and scorer.input_spec.size == (112, 112)
     times = np.arange(n) / fps
     crops = [rng.random((n, 112, 112), dtype=np.float32), rng.random((40, 112, 112), dtype=np.float32)]
@@ -488,31 +488,32 @@ def test_learned_sync_is_the_product_of_its_terms() -> None:
         create_scorer("learned_sync", learned={"name": "light_asd", "random_init": True}, sync={"windw_s": 2})
 
 
-def test_learned_sync_floor_keeps_the_learned_score_and_the_sync_order() -> None:
-    """With ``sync_floor`` f the score is p * (f + (1 - f) * y): a talking face with a weak sync term
-    keeps part of its learned score, two talking faces keep the order of their sync terms, and the
-    scorer reports both terms per track (what benchmarks/learned_sync_sweep.py replays)."""
+def test_learned_sync_power_spreads_weak_sync_and_keeps_its_order() -> None:
+    """With ``sync_power`` g the score is p * y ** g: a talking face with a weak sync term keeps
+    evidence the product would crush, two talking faces keep the order of their sync terms, a quiet
+    face stays low, and the scorer reports both terms per track (what learned_sync_sweep.py replays)."""
     from stage1_face_extraction.asd.learned_sync import combine_terms
 
     p = np.array([0.99, 0.99, 0.02], np.float32)  # talking, talking, quiet
-    y = np.array([0.15, 0.60, 0.90], np.float32)
-    np.testing.assert_allclose(combine_terms(p, y), p * y, rtol=1e-6)  # f = 0: the product
-    got = combine_terms(p, y, 0.3)
-    np.testing.assert_allclose(got, p * (0.3 + 0.7 * y), rtol=1e-6)
-    assert got[0] > 0.2 > (p * y)[0]  # the weak-sync talker clears a 0.2 bar only with the floor
+    y = np.array([0.05, 0.60, 0.90], np.float32)
+    np.testing.assert_allclose(combine_terms(p, y, 1.0), p * y, rtol=1e-6)  # g = 1: the product
+    got = combine_terms(p, y, 0.5)
+    np.testing.assert_allclose(got, p * np.sqrt(y), rtol=1e-5)
+    assert got[0] > 0.2 > (p * y)[0]  # the weak-sync talker clears a 0.2 bar only with g < 1
     assert got[1] > got[0] > got[2]  # sync still orders the talkers; the quiet face stays low
-    assert combine_terms(np.ones(2), np.array([-0.5, 2.0]), 0.3).tolist() == pytest.approx([0.3, 1.0])
+    assert combine_terms(np.ones(2), np.array([-0.5, 2.0]), 0.5).tolist() == pytest.approx([0.0, 1.0])
 
     rng = np.random.default_rng(1)
     fps, sr, n = 25.0, 16000, 50
     scorer = create_scorer("learned_sync", learned={"name": "light_asd", "random_init": True, "windows_s": [1, 2]},
-                           sync={"vad": "energy"}, sync_floor=0.4)
+                           sync={"vad": "energy"})
+    assert scorer.cfg.sync_power == 0.5  # the calibrated default
     crops = [rng.random((n, 112, 112), dtype=np.float32)]
     times = [np.arange(n) / fps]
     audio = (0.3 * rng.standard_normal(int(n / fps * sr))).astype(np.float32)
     got = scorer.score(crops, times, audio, sr, fps)[0]
     p, y = scorer.last_info["learned"][0], scorer.last_info["sync"][0]
-    np.testing.assert_allclose(got, np.clip(p * (0.4 + 0.6 * y), 0, 1), rtol=1e-5, atol=1e-6)
-    for bad in (-0.1, 1.0):
-        with pytest.raises((ConfigError, ValueError), match="sync_floor"):
-            create_scorer("learned_sync", learned={"name": "light_asd", "random_init": True}, sync_floor=bad)
+    np.testing.assert_allclose(got, np.clip(p * np.clip(y, 0, 1) ** 0.5, 0, 1), rtol=1e-5, atol=1e-6)
+    for bad in (0.0, 1.5):
+        with pytest.raises((ConfigError, ValueError), match="sync_power"):
+            create_scorer("learned_sync", learned={"name": "light_asd", "random_init": True}, sync_power=bad)

@@ -1,4 +1,4 @@
-"""The emotion labels, in FacialMMT's order (reference §2.3): the index is the class id."""
+"""The emotion labels, in FacialMMT's order (the index is the class id, as in the released MELD features)."""
 
 from __future__ import annotations
 
