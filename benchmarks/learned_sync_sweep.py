@@ -30,7 +30,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stage1_real_scenes import ROOT, dialogue_groups, ensure_scenes, same_person_arg  # noqa: E402
+from stage1_real_scenes import ROOT, dialogue_groups, ensure_scenes, same_person_arg, seed_runs  # noqa: E402
 
 from stage1_face_extraction.asd.learned_sync import combine_terms  # noqa: E402
 from stage1_face_extraction.common.config import from_dict, load_params  # noqa: E402
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=360)
     ap.add_argument("--per-type", type=int, default=12, help="clips per (scene type, listener kind)")
     ap.add_argument("--same-person", type=same_person_arg, default="auto")
+    ap.add_argument("--box-cache", type=Path,
+                    help="JSON of the sources' face boxes (default: SCENES/source_boxes.json)")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--asd", default=json.dumps(DEFAULT_ASD), help="JSON stage1.asd of a learned_sync scorer")
     ap.add_argument("--sync-power", type=floats, default=[1.0, 0.7, 0.5, 0.33])
@@ -126,12 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     if pipe.identity_embedder is None:
         raise SystemExit("stage1.identity has no embedder: the sweep replays the identity step")
     sets = {}
-    for seed in args.seeds:
-        sub = argparse.Namespace(sources=args.sources, scenes=args.scenes / f"seed{seed}", seed=seed,
-                                 box_cache=args.scenes / "source_boxes.json", width=args.width, height=args.height,
-                                 per_type=args.per_type, same_person=args.same_person)
+    for sub in seed_runs(args):  # each set in --scenes/seed<N>, as stage1_real_scenes.py --seeds
         truth = ensure_scenes(sub)
-        sets[seed] = (truth, analyse_set(pipe, sub.scenes, truth, seed))
+        sets[sub.seed] = (truth, analyse_set(pipe, sub.scenes, truth, sub.seed))
     min_speaking = args.min_speaking or [pipe.cfg.select.min_speaking]
     report = []
     for power in args.sync_power:
