@@ -90,6 +90,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1111)
     ap.add_argument("--seeds", help="comma-separated seeds, one run each (e.g. 1111,2222,3333): each run's figures "
                                     "and the mean +- std of test weighted F1 (replaces --seed)")
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="optimizer steps between dev evaluations inside an epoch (0: once per epoch); the best "
+                         "dev checkpoint of all of them is the one tested")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="decay of an exponential moving average of the weights, which is evaluated (0: off)")
+    ap.add_argument("--no-fused", action="store_true", help="torch's per-tensor AdamW instead of the fused kernel")
     ap.add_argument("--patience", type=int, default=2, help="epochs without a better dev weighted F1 before stopping")
     ap.add_argument("--limit-dialogues", type=int, help="train on the first N dialogues only (smoke runs)")
     ap.add_argument("--out", type=Path, help="checkpoint folder (default: a temp folder)")
@@ -145,7 +151,9 @@ def main(argv=None) -> int:
                            max_utterances=args.max_utterances, lr_encoder=args.lr_encoder, lr=args.lr,
                            warmup=args.warmup, seed=seed, max_tokens=args.max_tokens,
                            speaker_names=not args.no_speaker_names, text_context=args.context,
-                           patience=args.patience, aux_ratio=0.0, log_every=100)
+                           patience=args.patience, eval_every=args.eval_every, ema=args.ema,
+                           fused_adamw=not args.no_fused,
+                           aux_ratio=0.0, log_every=100)
         out = (args.out / f"seed-{seed}" if args.out and len(seeds) > 1 else args.out) or Path(
             tempfile.mkdtemp(prefix="meld_text_"))
         curve = []  # the dev weighted F1 after every epoch

@@ -212,6 +212,8 @@ def test_linear_warmup_decay_values():
         {"text_context": "past"},
         {"text_context": "past:-1"},
         {"text_context": "whole"},
+        {"ema": 1.0},
+        {"ema": -0.5},
     ],
 )
 def test_bad_train_config_raises(kw):
@@ -340,6 +342,94 @@ def test_same_init_other_seed_differs(data, tmp_path):
     assert not np.allclose(probs[0], probs[1], atol=1e-4)
 
 
+def test_eval_every_validates_inside_epochs_once_per_step(data, tmp_path, monkeypatch):
+    """eval_every 8 with 16 one-dialogue steps per epoch: dev at steps 8 and 16 of each epoch (the epoch's
+    end is not validated twice), and an improvement in the middle of an epoch counts for patience:
+    improving only at mid-epoch evaluations never stops a patience-1 run early."""
+    calls: list[tuple[int, int]] = []
+    scores = iter([50.0, 49.0, 51.0, 50.0, 52.0, 51.0, 53.0, 52.0])  # better at every mid-epoch evaluation
+
+    def scripted(self, dev_ds, best, out_dir, epoch, step, ema=None):
+        calls.append((epoch, step))
+        f1 = next(scores)
+        if f1 <= best["weighted_f1"]:
+            return best, False
+        return {"weighted_f1": f1, "epoch": epoch, "step": step}, True
+
+    monkeypatch.setattr(Trainer, "_validate", scripted)
+    tr = new_trainer(tiny_config("A+V"), train_cfg(epochs=4, batch_dialogues=1, eval_every=8, patience=1))
+    best = tr.fit(data["train"], data["dev"], tmp_path / "ckpt")
+    assert len(SIZES["train"]) == 16
+    assert calls == [(e, 16 * e + k) for e in range(4) for k in (8, 16)]
+    assert best == {"weighted_f1": 53.0, "epoch": 3, "step": 56}
+
+
+def test_dev_evaluations_do_not_change_the_training(data, tmp_path):
+    """The same run evaluated on dev once per epoch or every 3 steps trains the same weights."""
+    weights = []
+    for every in (0, 3):
+        tr = new_trainer(tiny_config("T+A"), train_cfg(epochs=2, batch_dialogues=2, eval_every=every, patience=5))
+        tr.fit(data["train"], data["dev"], tmp_path / f"every-{every}")
+        weights.append({k: v.detach().clone() for k, v in tr.model.state_dict().items()})
+    for k in weights[0]:
+        assert torch.equal(weights[0][k], weights[1][k]), k
+
+
+def test_parameter_ema_follows_the_recursion_and_swaps_back():
+    from stage2_mer.train.ema import ParameterEMA
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    net[1].bias.requires_grad_(False)  # frozen: not averaged
+    ema = ParameterEMA(net, decay=0.9)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    expected = [p.detach().clone() for p in trainable]
+    for n in range(1, 31):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        ema.update()
+        d = min(0.9, (1 + n) / (10 + n))  # the warm-up of the decay, then 0.9
+        expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, trainable)]
+    trained = [p.detach().clone() for p in net.parameters()]
+    with ema.applied():
+        for p, e in zip(trainable, expected):
+            torch.testing.assert_close(p.detach(), e, atol=1e-5, rtol=1e-5)
+        assert torch.equal(net[1].bias, trained[-1])
+    for p, t in zip(net.parameters(), trained):
+        assert torch.equal(p.detach(), t)
+    with pytest.raises(ValueError, match="decay"):
+        ParameterEMA(net, decay=1.0)
+
+
+def test_fit_with_ema_saves_the_averaged_weights(data, tmp_path):
+    """train.ema: the dev evaluation and the saved checkpoint use the average of the weights after
+    every optimizer step (computed here by hand from the steps), the model keeps training its own."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    after_steps: list[dict] = []
+    tr = new_trainer(tiny_config("A+V"), train_cfg(epochs=1, batch_dialogues=2, ema=0.8, patience=1))
+    names = [n for n, p in tr.model.named_parameters() if p.requires_grad]
+    avg = {n: p.detach().clone() for n, p in tr.model.named_parameters() if p.requires_grad}
+    handle = register_optimizer_step_post_hook(
+        lambda opt, a, k: after_steps.append({n: p.detach().clone() for n, p in tr.model.named_parameters()}))
+    try:
+        tr.fit(data["train"], data["dev"], tmp_path / "ckpt")  # one evaluation, after the last step
+    finally:
+        handle.remove()
+    assert len(after_steps) == 8  # 16 dialogues, 2 per step
+    for k, w in enumerate(after_steps, start=1):
+        d = min(0.8, (1 + k) / (10 + k))
+        avg = {n: d * avg[n] + (1 - d) * w[n] for n in names}
+    saved = copy.deepcopy(tr.model)
+    load_state(saved, tmp_path / "ckpt" / "model.safetensors")
+    saved_params = dict(saved.named_parameters())
+    for n in names:
+        torch.testing.assert_close(saved_params[n].detach(), avg[n], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(dict(tr.model.named_parameters())[n].detach(), after_steps[-1][n])
+    assert any(not torch.allclose(avg[n], after_steps[-1][n], atol=1e-4) for n in names)
+
+
 @pytest.mark.parametrize("patience", [1, 2])
 def test_early_stopping_when_nothing_improves(data, tmp_path, patience):
     """lr 0: dev F1 never improves after the first evaluation -> stop after 1 + patience epochs."""
@@ -366,7 +456,7 @@ def step_hook():
         if not seen:
             grads = [p.grad.detach().clone() if p.grad is not None else None
                      for g in opt.param_groups for p in g["params"]]
-        seen.append({"lrs": [g["lr"] for g in opt.param_groups], "grads": grads})
+        seen.append({"lrs": [g["lr"] for g in opt.param_groups], "grads": grads, "defaults": dict(opt.defaults)})
 
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
@@ -415,6 +505,38 @@ def test_grad_accum_equals_a_bigger_batch(tmp_path, step_hook):
         torch.testing.assert_close(g2, g1, atol=1e-6, rtol=1e-4)
         n_checked += 1
     assert n_checked > 10
+
+
+def test_fused_adamw_is_the_per_tensor_update():
+    """adamw(fused=True) (torch's fused kernel) makes the per-tensor AdamW's updates, weight decay
+    and two parameter groups included, up to float rounding."""
+    from stage2_mer.train.loop import adamw
+
+    torch.manual_seed(0)
+    shapes = [(7, 5), (5,), (3, 4, 2)]
+    init = [torch.randn(s) for s in shapes]
+    grads = [[torch.randn(s) for s in shapes] for _ in range(5)]
+    finals = []
+    for fused in (True, False):
+        params = [p.clone().requires_grad_(True) for p in init]
+        opt = adamw([{"params": params[:2], "lr": 1e-2}, {"params": params[2:], "lr": 3e-3}], fused=fused,
+                    weight_decay=0.01)
+        assert bool(opt.defaults.get("fused")) is fused
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = g.clone()
+            opt.step()
+        finals.append([p.detach() for p in params])
+    for a, b, p0 in zip(*finals, init):
+        assert not torch.allclose(a, p0, atol=1e-3)
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_trainer_uses_the_configured_adamw(data, tmp_path, step_hook, fused):
+    tr = new_trainer(tiny_config("A+V"), train_cfg(epochs=1, fused_adamw=fused))
+    tr.fit(data["train"], data["dev"], tmp_path / "ckpt")
+    assert step_hook and all(bool(s["defaults"].get("fused")) is fused for s in step_hook)
 
 
 # ------------------------------------------------------------------------------ FER coupling

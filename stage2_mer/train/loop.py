@@ -69,6 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "fer_tau": 1.0,
         "fer_threshold": 0.2,
         "fer_samples": 1,  # one Gumbel-softmax sample, in training and evaluation
+        "ema": 0.0,  # the trained weights themselves are evaluated
     },
 }
 
@@ -84,6 +85,7 @@ class TrainConfig:
     lr_encoder: float = 1e-5  # the pretrained text encoder
     lr: float = 1e-4  # every new layer
     weight_decay: float = 0.01
+    fused_adamw: bool = True  # torch's fused AdamW kernel (one pass over all parameters; ~4x faster on a CPU)
     warmup: float = 0.1  # share of the optimizer steps
     clip: float = 1.0  # max gradient norm (of unscaled gradients)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs a GPU; bf16 also runs on CPU)
@@ -91,6 +93,7 @@ class TrainConfig:
     seeds: list[int] = field(default_factory=list)  # several runs: mean and std are reported
     patience: int = 3  # epochs without a better dev weighted F1 before stopping
     eval_every: int = 0  # optimizer steps between dev evaluations (0: once per epoch)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and saved instead (0: off)
     max_tokens: int = 512  # dialogue token budget
     max_audio_len: int | str = "mean+3std"  # frames kept per utterance: an int or mean+3std of train
     max_visual_len: int | str = "mean+3std"
@@ -117,6 +120,8 @@ class TrainConfig:
             raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.epochs < 1 or self.batch_dialogues < 1 or self.grad_accum < 1 or self.max_utterances < 1:
             raise ConfigError("train: epochs, batch_dialogues, grad_accum and max_utterances must be >= 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"train.ema must be in [0, 1) (0: off), got {self.ema}")
         if not 0.0 <= self.warmup < 1.0:
             raise ConfigError(f"train.warmup must be in [0, 1), got {self.warmup}")
         if self.aux_ratio < 0 or self.patience < 1:
@@ -160,6 +165,15 @@ def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def adamw(params, fused: bool = True, **kwargs):
+    """``torch.optim.AdamW`` over ``params``; ``fused``: torch's fused kernel, which updates every
+    parameter in one pass instead of a Python loop over tensors (on a 2-core CPU 0.02 s instead of
+    0.09 s per step for a 22.7M-parameter encoder; the same update up to float rounding)."""
+    import torch
+
+    return torch.optim.AdamW(params, fused=True, **kwargs) if fused else torch.optim.AdamW(params, **kwargs)
 
 
 def _cycle(loader) -> Iterator:
@@ -268,7 +282,7 @@ class Trainer:
             param_groups.append({"params": enc, "lr": cfg.lr_encoder, "weight_decay": cfg.weight_decay})
         if self.fer is not None and cfg.fer_joint:
             param_groups.append({"params": list(self.fer.parameters()), "lr": cfg.aux_lr, "weight_decay": 0.0})
-        opt = torch.optim.AdamW(param_groups)
+        opt = adamw(param_groups, fused=cfg.fused_adamw)
         steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
         total = steps_per_epoch * cfg.epochs
         warm = int(cfg.warmup * total)
@@ -280,10 +294,14 @@ class Trainer:
         if self.fer is not None:
             self.fer = self.acc.prepare(self.fer)
         loss_fn = torch.nn.CrossEntropyLoss()
+        from .ema import ParameterEMA
+
+        ema = ParameterEMA(self.acc.unwrap_model(self.model), cfg.ema) if cfg.ema > 0 else None
         best: dict = {"weighted_f1": -1.0}
         bad_epochs, step, aux_debt, aux_loss = 0, 0, 0.0, float("nan")
         for epoch in range(cfg.epochs):
             sampler.set_epoch(epoch)
+            improved_in_epoch, validated_at = False, -1
             if aux is not None and cfg.aux_schedule == "epoch_pass":
                 aux_loss = self._aux_epoch(aux, epoch)
             self.model.train()
@@ -304,6 +322,8 @@ class Trainer:
                         opt.step()
                         sched.step()
                         opt.zero_grad(set_to_none=True)
+                        if ema is not None:
+                            ema.update()
                         step += 1
                 if last and aux is not None and cfg.aux_schedule == "interleave":
                     aux_debt += cfg.aux_ratio
@@ -317,9 +337,12 @@ class Trainer:
                         {"epoch": epoch, "step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]}
                     )
                 if cfg.eval_every and last and step % cfg.eval_every == 0:
-                    best, improved = self._validate(dev_ds, best, out_dir, epoch, step)
-            best, improved = self._validate(dev_ds, best, out_dir, epoch, step)
-            bad_epochs = 0 if improved else bad_epochs + 1
+                    best, improved = self._validate(dev_ds, best, out_dir, epoch, step, ema)
+                    improved_in_epoch, validated_at = improved_in_epoch or improved, step
+            if validated_at != step:  # not validated at this very step already (eval_every dividing it)
+                best, improved = self._validate(dev_ds, best, out_dir, epoch, step, ema)
+                improved_in_epoch = improved_in_epoch or improved
+            bad_epochs = 0 if improved_in_epoch else bad_epochs + 1
             if bad_epochs >= cfg.patience:
                 log.info("early stop after epoch %d: no better dev weighted F1 for %d epochs", epoch, bad_epochs)
                 break
@@ -338,7 +361,7 @@ class Trainer:
             num_workers=cfg.workers,
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        opt = torch.optim.AdamW(self.fer.parameters(), lr=cfg.aux_lr, weight_decay=0.0)
+        opt = adamw(self.fer.parameters(), fused=cfg.fused_adamw, lr=cfg.aux_lr, weight_decay=0.0)
         if cfg.aux_schedule == "epoch_pass":  # FacialMMT: one whole pass over Aff-Wild2 per epoch
             n_aux = max(1, cfg.epochs * len(loader))
         else:
@@ -370,8 +393,15 @@ class Trainer:
         aux["opt"].zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    def _validate(self, dev_ds, best: dict, out_dir, epoch: int, step: int) -> tuple[dict, bool]:
-        pred = self.predict(dev_ds)
+    def _validate(self, dev_ds, best: dict, out_dir, epoch: int, step: int, ema=None) -> tuple[dict, bool]:
+        """Dev metrics (of the weight average when there is one); a better model is saved (the same weights)."""
+        if ema is not None:
+            with ema.applied():
+                return self._validate(dev_ds, best, out_dir, epoch, step)
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # evaluating draws from the CPU RNG (the loader's base seed):
+            pred = self.predict(dev_ds)  # the training that follows must not depend on how often dev is run
         m = classification_metrics(pred["labels"], pred["predictions"])
         rec = {"epoch": epoch, "step": step, "dev_weighted_f1": m["weighted_f1"], "dev_macro_f1": m["macro_f1"]}
         if pred.get("fer_filter"):
