@@ -167,7 +167,8 @@ class RecordingTrainer(Trainer):
 
     best_probs: np.ndarray | None = None
 
-    def _validate(self, dev_ds, best, out_dir, epoch, step):
+    def _validate(self, dev_ds, best, out_dir, epoch, step, ema=None):
+        assert ema is None  # the probabilities below are the trained weights'
         best, improved = super()._validate(dev_ds, best, out_dir, epoch, step)
         if improved:
             self.best_probs = self.predict(dev_ds)["probs"].copy()
