@@ -33,7 +33,8 @@ Why the defaults give 60.22 (issue 19, item 8; measured on the real tables):
   tokens) learns faster (dev 54.4 / 54.9 after one epoch against ~51 for whole dialogues) but
   ends at the same place: ``--context past:3 --batch-dialogues 3 --lr-encoder 5e-5 --epochs 3
   --eval-every 173 --ema 0.995``, seed 1111 dev 56.77 test 60.24, seed 2222 dev 58.35 test 61.17
-  (48.7 min each on ONE core, the two seeds sharing the 2 cores).
+  (48.7 min each on ONE core, the two seeds sharing the 2 cores), seed 3333 dev 57.54 test 61.14
+  (51.9 min on one core): test mean 60.85 +- 0.43.
 
 So on 2 CPU cores in <= 60 minutes the model reaches 60-61 test weighted F1 on text whatever the
 row layout, learning rate or batch; the ~62.3 of the plain fine-tune (environment notes:
