@@ -155,7 +155,7 @@ def main(argv=None) -> int:
                            aux_ratio=0.0, log_every=100)
         out = (args.out / f"seed-{seed}" if args.out and len(seeds) > 1 else args.out) or Path(
             tempfile.mkdtemp(prefix="meld_text_"))
-        curve = []  # the dev weighted F1 after every epoch
+        curve = []  # the dev weighted F1 of every evaluation
         trainer = Trainer(model, tcfg, model_config=cfg.to_dict(), pad_id=dtok.pad,
                           on_log=lambda r: curve.append(round(r["dev_weighted_f1"], 2)) if "dev_weighted_f1" in r
                           else None)
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
         pred = trainer.predict(data["test"])
         m = classification_metrics(pred["labels"], pred["predictions"])
         wall = time.perf_counter() - t1 + (t1 - t0 if not runs else 0.0)  # the first run also pays the setup
-        print(f"seed {seed}: dev weighted F1 by epoch {curve}")
+        print(f"seed {seed}: dev weighted F1 by evaluation {curve}")
         print(f"seed {seed}: best dev weighted F1 {best['weighted_f1']:.2f} (epoch {best['epoch']})")
         print(f"seed {seed}: TEST weighted F1 {m['weighted_f1']:.2f}  macro F1 {m['macro_f1']:.2f}  "
               f"accuracy {m['accuracy']:.2f}  ({m['n']} utterances)")

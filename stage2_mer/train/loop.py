@@ -173,7 +173,7 @@ def adamw(params, fused: bool = True, **kwargs):
     0.09 s per step for a 22.7M-parameter encoder; the same update up to float rounding)."""
     import torch
 
-    return torch.optim.AdamW(params, fused=True, **kwargs) if fused else torch.optim.AdamW(params, **kwargs)
+    return torch.optim.AdamW(params, fused=fused, **kwargs)
 
 
 def _cycle(loader) -> Iterator:
@@ -217,6 +217,7 @@ class Trainer:
     # ------------------------------------------------------------------------------- batches
 
     def _loader(self, dataset, shuffle: bool, epoch_seed: int = 0):
+        import torch
         from torch.utils.data import DataLoader
 
         from stage2_mer.data import DialogueBatchSampler, collate
@@ -224,8 +225,11 @@ class Trainer:
         sampler = DialogueBatchSampler(dataset, self.cfg.batch_dialogues, self.cfg.max_utterances,
                                        shuffle=shuffle, seed=self.cfg.seed + epoch_seed)
         pad = self.pad_id
+        # an evaluation loader draws its base seed from its own generator, not the global RNG: predicting
+        # (dev evaluations included) never changes the random numbers the training uses next
+        generator = None if shuffle else torch.Generator().manual_seed(self.cfg.seed)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=lambda items: collate(items, pad),
-                          num_workers=self.cfg.workers), sampler
+                          num_workers=self.cfg.workers, generator=generator), sampler
 
     def _face_inputs(self, batch: dict, training: bool) -> None:
         """Run the FER network over the batch's real face crops and replace the visual input with
@@ -398,10 +402,7 @@ class Trainer:
         if ema is not None:
             with ema.applied():
                 return self._validate(dev_ds, best, out_dir, epoch, step)
-        import torch
-
-        with torch.random.fork_rng(devices=[]):  # evaluating draws from the CPU RNG (the loader's base seed):
-            pred = self.predict(dev_ds)  # the training that follows must not depend on how often dev is run
+        pred = self.predict(dev_ds)
         m = classification_metrics(pred["labels"], pred["predictions"])
         rec = {"epoch": epoch, "step": step, "dev_weighted_f1": m["weighted_f1"], "dev_macro_f1": m["macro_f1"]}
         if pred.get("fer_filter"):
