@@ -19,6 +19,10 @@ least one token). ``speaker_names`` prefixes each utterance with ``"Name: "``.
   token is then the utterance's own [CLS]. Over ``max_tokens``, the oldest context turns go first,
   then the end of the utterance. ``past:0`` is the utterance alone. Costs ~N+1 times the tokens
   of ``dialogue`` per epoch.
+* ``"past:N,future:M"``: the same rows with the up to ``M`` FOLLOWING turns after the previous
+  ones, and an empty turn (one more separator) where the utterance stands between them:
+  ``[CLS] u_i [SEP] u_{i-N} [SEP] ... u_{i-1} [SEP] [SEP] u_{i+1} [SEP] ... u_{i+M} [SEP]``. Over
+  ``max_tokens`` the farthest context turn goes first (the older one of two as far).
 """
 
 from __future__ import annotations
@@ -32,15 +36,16 @@ __all__ = ["DialogueTokens", "DialogueTokenizer", "word_level_tokenizer", "ROBER
 ROBERTA_SPECIALS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
 
 
-def parse_context(spec: str) -> int | None:
-    """``"dialogue"`` -> None (whole dialogue, one row); ``"past:N"`` -> N (one row per utterance
-    with its N previous turns, N >= 0); anything else raises ``ValueError``."""
+def parse_context(spec: str) -> tuple[int, int] | None:
+    """``"dialogue"`` -> None (whole dialogue, one row); ``"past:N"`` -> (N, 0) and
+    ``"past:N,future:M"`` -> (N, M) (one row per utterance with its N previous and M following
+    turns, N, M >= 0); anything else raises ``ValueError``."""
     if spec == "dialogue":
         return None
-    m = re.fullmatch(r"past:(\d+)", str(spec).strip()) if isinstance(spec, str) else None
+    m = re.fullmatch(r"past:(\d+)(?:,\s*future:(\d+))?", str(spec).strip()) if isinstance(spec, str) else None
     if m is None:
-        raise ValueError(f"text context must be 'dialogue' or 'past:N' (N >= 0), got {spec!r}")
-    return int(m.group(1))
+        raise ValueError(f"text context must be 'dialogue', 'past:N' or 'past:N,future:M' (N, M >= 0), got {spec!r}")
+    return int(m.group(1)), int(m.group(2) or 0)
 
 
 @dataclass
@@ -76,7 +81,7 @@ class DialogueTokenizer:
         self.max_tokens = int(max_tokens)
         self.speaker_names = bool(speaker_names)
         self.context = context
-        self.past = parse_context(context)  # None: whole dialogue
+        self.window = parse_context(context)  # None: whole dialogue; else (past, future) turns
         cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         if cls is None or sep is None:
@@ -95,8 +100,8 @@ class DialogueTokenizer:
             texts = [f"{s}: {u}" for s, u in zip(speakers, texts)]
         pieces = [self.tok(t, add_special_tokens=False)["input_ids"] or [self.tok.unk_token_id or self.pad]
                   for t in texts]
-        if self.past is not None:
-            return self._encode_past(pieces, self.past)
+        if self.window is not None:
+            return self._encode_window(pieces, *self.window)
         specials = 2 + self.per_utt * (len(pieces) - 1)  # cls + last sep + separators between
         budget = self.max_tokens - specials
         if budget < len(pieces):
@@ -118,22 +123,30 @@ class DialogueTokenizer:
             ids.append(self.sep)
         return DialogueTokens(ids, spans, truncated)
 
-    def _encode_past(self, pieces: list[list[int]], n: int) -> DialogueTokens:
-        """One row per utterance: ``[CLS] u_i [SEP] u_{i-n} [SEP] ... u_{i-1} [SEP]`` (module doc)."""
+    def _encode_window(self, pieces: list[list[int]], n: int, m: int) -> DialogueTokens:
+        """One row per utterance: ``[CLS] u_i [SEP] u_{i-n} [SEP] ... u_{i-1} [SEP]``, then with
+        ``m > 0`` an empty turn and ``u_{i+1} [SEP] ... u_{i+m} [SEP]`` (module doc)."""
         rows, spans, truncated = [], [], 0
         for i, own in enumerate(pieces):
-            ctx = pieces[max(0, i - n): i]  # oldest first
-            cost = 2 + len(own) + sum(self.per_utt + len(c) for c in ctx)  # cls + sep, per context turn
-            while ctx and cost > self.max_tokens:  # the oldest turn goes first
-                cost -= self.per_utt + len(ctx[0])
-                truncated += len(ctx[0])
-                ctx = ctx[1:]
+            past = list(range(max(0, i - n), i))  # turn indices, oldest first
+            future = list(range(i + 1, min(len(pieces), i + 1 + m)))
+            marker = self.per_utt if future else 0  # the empty turn where u_i stands
+            cost = 2 + len(own) + marker + sum(self.per_utt + len(pieces[k]) for k in past + future)
+            while (past or future) and cost > self.max_tokens:  # the farthest turn goes first
+                far_past = i - past[0] if past else -1
+                far_future = future[-1] - i if future else -1
+                k = past.pop(0) if far_past >= far_future else future.pop()
+                cost -= self.per_utt + len(pieces[k])
+                truncated += len(pieces[k])
+                if not future and marker:
+                    cost, marker = cost - marker, 0
             keep = min(len(own), self.max_tokens - 2)
             truncated += len(own) - keep
             ids = [self.cls, *own[:keep]]
             spans.append((1, len(ids)))
             ids.append(self.sep)
-            for c in ctx:
+            turns = [pieces[k] for k in past] + ([[]] if future else []) + [pieces[k] for k in future]
+            for c in turns:
                 if self.double_sep:
                     ids.append(self.sep)
                 ids.extend(c)
