@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from stage2_mer.data import DialogueBatchSampler, DialogueTokenizer, MELDDialogues, collate, word_level_tokenizer
+from stage2_mer.data.text import parse_context
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +158,49 @@ def test_past_context_truncation_and_specs(bert_tok) -> None:
     past0 = DialogueTokenizer(bert_tok, max_tokens=64, context="past:0").encode(utts)
     assert [len(r) for r in past0.rows] == [k + 2 for k in n]
     for bad in ("past", "past:-1", "future:2", "dialog", 3):
+        with pytest.raises(ValueError, match="context"):
+            DialogueTokenizer(bert_tok, context=bad)
+
+
+def test_future_context_rows_bert(bert_tok) -> None:
+    utts = ["hello there", "how are you", "fine", "good to hear"]
+    enc = DialogueTokenizer(bert_tok, max_tokens=64, context="past:2,future:1").encode(utts)
+    cls, sep = bert_tok.cls_token_id, bert_tok.sep_token_id
+
+    def piece(t):
+        return bert_tok(t, add_special_tokens=False)["input_ids"]
+
+    for i, (row, (s, e)) in enumerate(zip(enc.rows, enc.spans)):
+        want = [cls, *piece(utts[i]), sep]  # the utterance first ...
+        for c in utts[max(0, i - 2): i]:  # ... its 2 previous turns, oldest first ...
+            want += [*piece(c), sep]
+        if i + 1 < len(utts):  # ... an empty turn where it stands, then the next turn
+            want += [sep, *piece(utts[i + 1]), sep]
+        assert row == want, i
+        assert (s, e) == (1, 1 + len(piece(utts[i])))
+    assert enc.truncated == 0
+    # past:N,future:0 is past:N
+    assert (DialogueTokenizer(bert_tok, max_tokens=64, context="past:2,future:0").encode(utts).rows
+            == DialogueTokenizer(bert_tok, max_tokens=64, context="past:2").encode(utts).rows)
+
+
+def test_future_context_truncation_drops_the_farthest_turn(bert_tok) -> None:
+    utts = ["a", "b b", "c", "d d d", "e e e e"]  # target: "c" (index 2)
+    n = [len(bert_tok(t, add_special_tokens=False)["input_ids"]) for t in utts]
+    full = DialogueTokenizer(bert_tok, max_tokens=64, context="past:2,future:2").encode(utts).rows[2]
+    assert len(full) == 2 + n[2] + sum(n[k] + 1 for k in (0, 1, 3, 4)) + 1
+    # one token short: of the two farthest turns ("a" 2 back, "e e e e" 2 ahead) the older goes
+    row = DialogueTokenizer(bert_tok, max_tokens=len(full) - 1, context="past:2,future:2").encode(utts).rows[2]
+    assert bert_tok.decode(row) == "[CLS] c [SEP] b b [SEP] [SEP] d d d [SEP] e e e e [SEP]"
+    row = DialogueTokenizer(bert_tok, max_tokens=len(row) - 1, context="past:2,future:2").encode(utts).rows[2]
+    assert bert_tok.decode(row) == "[CLS] c [SEP] b b [SEP] [SEP] d d d [SEP]", "then the farthest"
+    row = DialogueTokenizer(bert_tok, max_tokens=len(row) - 1, context="past:2,future:2").encode(utts).rows[2]
+    assert bert_tok.decode(row) == "[CLS] c [SEP] [SEP] d d d [SEP]"
+    row = DialogueTokenizer(bert_tok, max_tokens=len(row) - 1, context="past:2,future:2").encode(utts).rows[2]
+    assert bert_tok.decode(row) == "[CLS] c [SEP]", "no future turn left: no empty turn either"
+    assert parse_context("past:3,future:2") == (3, 2) and parse_context("past:3") == (3, 0)
+    assert parse_context("dialogue") is None
+    for bad in ("past:1,future", "past:1,future:-1", "future:1,past:1", "past:1;future:1"):
         with pytest.raises(ValueError, match="context"):
             DialogueTokenizer(bert_tok, context=bad)
 

@@ -413,3 +413,70 @@ def test_text_pool_span_is_the_default_and_bad_values_fail(dialogues):
     args = [batch[k] for k in ("input_ids", "attention_mask", "utt_dialogue", "utt_start", "utt_end")]
     with torch.no_grad():
         assert span.encode_text(*args)[0].shape[1] > 1 and mean.encode_text(*args)[0].shape[1] == 1
+
+
+def test_length_chunks_is_the_optimal_partition():
+    import itertools
+
+    from stage2_mer.model.facialmmt import length_chunks
+
+    g = torch.Generator().manual_seed(5)
+    for _ in range(30):
+        n = int(torch.randint(1, 8, (1,), generator=g))
+        lengths = sorted(torch.randint(1, 200, (n,), generator=g).tolist())
+        per = float(torch.randint(0, 300, (1,), generator=g))
+
+        def cost(chunks):
+            return sum(lengths[j - 1] * (j - i) + per for i, j in chunks)
+
+        best = min(cost(list(zip((0, *cuts), (*cuts, n)))) for k in range(n)
+                   for cuts in itertools.combinations(range(1, n), k))
+        got = length_chunks(lengths, per)
+        assert got[0][0] == 0 and got[-1][1] == n and all(a[1] == b[0] for a, b in zip(got, got[1:]))
+        assert cost(got) == pytest.approx(best)
+    assert length_chunks([50] * 6) == [(0, 6)] and length_chunks([]) == []
+
+
+def _rows(lengths, pad=PAD_ID, left=False):
+    g = torch.Generator().manual_seed(2)
+    t = max(lengths)
+    ids = torch.full((len(lengths), t), pad)
+    am = torch.zeros(len(lengths), t, dtype=torch.bool)
+    for r, n in enumerate(lengths):
+        sl = slice(t - n, t) if left else slice(0, n)
+        ids[r, sl] = torch.randint(3, 100, (n,), generator=g)
+        am[r, sl] = True
+    return ids, am
+
+
+def test_rows_of_mixed_length_are_encoded_in_chunks_with_the_one_pass_result():
+    model = model_for("T")  # eval mode: no dropout
+    ids, am = _rows([4, 120, 6, 118, 5, 60])
+    calls = []
+    hook = model.text_encoder.register_forward_pre_hook(
+        lambda m, a, kw: calls.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    chunked = model._encode_rows(ids, am)
+    hook.remove()
+    assert len(calls) > 1 and sum(c[0] for c in calls) == 6, "every row once, in several length-sorted calls"
+    assert sorted(c[1] for c in calls) == [c[1] for c in calls] and max(c[1] for c in calls) == 120
+    one = model.text_encoder(input_ids=ids, attention_mask=am.long()).last_hidden_state
+    assert chunked.shape == one.shape
+    assert torch.allclose(chunked[am], one[am], atol=1e-5), (chunked[am] - one[am]).abs().max()
+    # the same gradients reach the encoder
+    grads = []
+    for h in (model._encode_rows(ids, am), model.text_encoder(input_ids=ids, attention_mask=am.long()).last_hidden_state):
+        model.zero_grad()
+        (h[am] ** 2).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.text_encoder.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+
+
+def test_rows_not_right_padded_run_in_one_pass():
+    model = model_for("T")
+    ids, am = _rows([4, 120, 6, 118], left=True)
+    calls = []
+    model.text_encoder.register_forward_pre_hook(lambda m, a, kw: calls.append(tuple(kw["input_ids"].shape)),
+                                                 with_kwargs=True)
+    with torch.no_grad():
+        out = model._encode_rows(ids, am)
+    assert calls == [(4, 120)] and out.shape == (4, 120, TEXT_CONFIG["hidden_size"])

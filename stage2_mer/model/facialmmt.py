@@ -225,8 +225,9 @@ class FacialMMT(nn.Module):
         all are padded to the longest). The rows are sorted by length and cut into the chunks that
         minimise padded tokens plus a fixed cost per chunk (:func:`length_chunks`); each chunk runs
         at its own longest length. The valid positions get what one padded pass would give (up to
-        float rounding: padding is masked out of attention); padded positions are zeros. Rows not
-        right-padded (a hole in the mask) run in one pass.
+        float rounding: padding is masked out of attention); padded positions hold no meaning (zeros
+        past a chunk's length), as before nothing reads them. Rows not right-padded (a hole in the
+        mask) run in one pass.
         """
         b, t = input_ids.shape
         lengths = am.sum(1)  # (B,)
