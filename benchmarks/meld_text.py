@@ -78,8 +78,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-utterances", type=int, default=64, help="at most this many utterances per batch")
     ap.add_argument("--max-tokens", type=int, default=512)
     ap.add_argument("--context", default="dialogue",
-                    help="text context: dialogue (one row per dialogue, past and future turns) or past:N "
-                         "(one row per utterance: the utterance first, then its N previous turns)")
+                    help="text context: dialogue (one row per dialogue, past and future turns), past:N "
+                         "(one row per utterance: the utterance first, then its N previous turns) or "
+                         "past:N,future:M (then an empty turn and its M following turns)")
     ap.add_argument("--text-pool", default="span", choices=("span", "mean", "cls"),
                     help="per utterance: its span's tokens (additive pooling), their mean, or the row's [CLS] "
                          "(cls needs --context past:N)")

