@@ -98,7 +98,7 @@ class TrainConfig:
     max_audio_len: int | str = "mean+3std"  # frames kept per utterance: an int or mean+3std of train
     max_visual_len: int | str = "mean+3std"
     speaker_names: bool = False  # "Name: utterance" in the text
-    text_context: str = "dialogue"  # dialogue (one row, past and future turns) | past:N[,future:M] (a row per utterance)
+    text_context: str = "dialogue"  # dialogue (one row, past + future turns) | past:N[,future:M] (row per utterance)
     workers: int = 0  # DataLoader processes
     cpu: bool = False  # force the CPU even with a GPU
     # facial-expression branch
