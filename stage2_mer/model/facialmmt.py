@@ -227,14 +227,14 @@ class FacialMMT(nn.Module):
     def _encode_rows(self, input_ids: torch.Tensor, am: torch.Tensor) -> torch.Tensor:
         """The PLM on right-padded rows, in length-sorted chunks: (B, T) ids, (B, T) bool -> (B, T, Ht).
 
-        Rows of a batch differ a lot in length (one row per utterance: 1.77x the real tokens when
-        all are padded to the longest). The rows are sorted by length and cut into the chunks that
-        minimise padded tokens plus a fixed cost per chunk (:func:`length_chunks`,
-        :data:`CHUNK_COST_TOKENS` for the device); each chunk runs
-        at its own longest length. The valid positions get what one padded pass would give (up to
-        float rounding: padding is masked out of attention); padded positions hold no meaning (zeros
-        past a chunk's length), as before nothing reads them. Rows not right-padded (a hole in the
-        mask) run in one pass.
+        Rows of a batch differ a lot in length (one row per utterance on MELD: 1.77x the real
+        tokens when all are padded to the longest). The rows are sorted by length and cut into the
+        chunks that minimise padded tokens plus a fixed cost per chunk (:func:`length_chunks`,
+        :data:`CHUNK_COST_TOKENS` for the device); each chunk runs at its own longest length. The
+        valid positions get what one padded pass would give (up to float rounding: padding is
+        masked out of attention); padded positions hold no meaning (zeros past a chunk's length)
+        and, as before, nothing reads them. Rows not right-padded (a hole in the mask) run in one
+        pass.
         """
         b, t = input_ids.shape
         lengths = am.sum(1)  # (B,)
