@@ -80,6 +80,15 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def missing_inputs(csv_dir: Path, encoder: Path) -> str | None:
+    """What is missing to run on the real MELD text (the CSVs, the encoder folder), or None."""
+    if not (csv_dir / "train_sent_emo.csv").is_file():
+        return f"no MELD CSVs in {csv_dir}"
+    if not (encoder / "config.json").is_file():
+        return f"no transformers model folder at {encoder}"
+    return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--csv-dir", type=Path, required=True, help="folder of {train,dev,test}_sent_emo.csv")
@@ -121,11 +130,9 @@ def main(argv=None) -> int:
         print("--text-pool cls needs --context past:N (with dialogue context all utterances share the [CLS])",
               file=sys.stderr)
         return 2
-    if not (args.csv_dir / "train_sent_emo.csv").is_file():
-        print(f"no MELD CSVs in {args.csv_dir}", file=sys.stderr)
-        return 2
-    if not (args.encoder / "config.json").is_file():
-        print(f"no transformers model folder at {args.encoder}", file=sys.stderr)
+    problem = missing_inputs(args.csv_dir, args.encoder)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     import torch
     from transformers import AutoConfig, AutoTokenizer

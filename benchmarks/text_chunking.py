@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling meld_text.py
+
+from meld_text import missing_inputs  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -36,11 +39,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", type=int, default=12, help="timed batches")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
-    if not (args.csv_dir / "train_sent_emo.csv").is_file():
-        print(f"no MELD CSVs in {args.csv_dir}", file=sys.stderr)
-        return 2
-    if not (args.encoder / "config.json").is_file():
-        print(f"no transformers model folder at {args.encoder}", file=sys.stderr)
+    problem = missing_inputs(args.csv_dir, args.encoder)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     import torch
     from transformers import AutoTokenizer
