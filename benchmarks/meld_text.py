@@ -35,7 +35,6 @@ Why the defaults give 60.22 (issue 19, item 8; measured on the real tables):
   --eval-every 173 --ema 0.995``, seed 1111 dev 56.77 test 60.24, seed 2222 dev 58.35 test 61.17
   (48.7 min each on ONE core, the two seeds sharing the 2 cores), seed 3333 dev 57.54 test 61.14
   (51.9 min on one core): test mean 60.85 +- 0.43.
-
 * NOT the project's model or trainer: the plain fine-tune itself (``meld_text_plain.py``:
   transformers' sequence classifier, [CLS] pooler head, utterance + 3 previous turns as a
   sentence pair, max 128 tokens, one lr 5e-5, 32 rows per step, 4 epochs), seed 1111: dev 40.41,

@@ -49,7 +49,7 @@ Seq = tuple[torch.Tensor, torch.Tensor]  # (x (U, L, H), mask (U, L) bool)
 CHUNK_COST_TOKENS = {"cpu": 64, "cuda": 2048}
 
 
-def length_chunks(lengths: Sequence[int], per_chunk: float = 64) -> list[tuple[int, int]]:
+def length_chunks(lengths: Sequence[int], per_chunk: float = CHUNK_COST_TOKENS["cpu"]) -> list[tuple[int, int]]:
     """Cut ascending row ``lengths`` into contiguous chunks ``[(i, j), ...]`` that minimise the
     padded tokens (each chunk pads to its last, longest row) plus ``per_chunk`` tokens' worth of
     overhead per chunk (one more encoder call). Exact dynamic programme, O(n^2)."""
@@ -238,10 +238,10 @@ class FacialMMT(nn.Module):
         """
         b, t = input_ids.shape
         lengths = am.sum(1)  # (B,)
-        if b == 1 or not bool((am == (torch.arange(t, device=am.device)[None, :] < lengths[:, None])).all()):
-            return self.text_encoder(input_ids=input_ids, attention_mask=am.long()).last_hidden_state
         order = torch.argsort(lengths)  # shortest first
-        chunks = length_chunks(lengths[order].tolist(), CHUNK_COST_TOKENS.get(input_ids.device.type, 2048))
+        right_padded = bool((am == (torch.arange(t, device=am.device)[None, :] < lengths[:, None])).all())
+        chunks = (length_chunks(lengths[order].tolist(), CHUNK_COST_TOKENS.get(input_ids.device.type, 2048))
+                  if b > 1 and right_padded else [(0, b)])
         if len(chunks) == 1:
             return self.text_encoder(input_ids=input_ids, attention_mask=am.long()).last_hidden_state
         parts = []
