@@ -540,6 +540,21 @@ def test_trainer_uses_the_configured_adamw(data, tmp_path, step_hook, fused):
     assert step_hook and all(bool(s["defaults"].get("fused")) is fused for s in step_hook)
 
 
+def test_precision_may_change_between_trainers_of_one_process(data, tmp_path):
+    """Accelerate keeps one state per process: an fp32 trainer, then a bf16 one, then fp32 again
+    (a notebook, a sweep) must each train in the precision their config asks for; bf16 runs the
+    model's layers under CPU autocast (the head's output is bfloat16 inside the forward)."""
+    seen = {}
+    for i, precision in enumerate(("fp32", "bf16", "fp32")):
+        tr = new_trainer(tiny_config("T+A"), train_cfg(epochs=1, precision=precision))
+        dtypes = set()
+        tr.model.classifier.register_forward_hook(lambda mod, inp, out, d=dtypes: d.add(out.dtype))
+        best = tr.fit(data["train"], data["dev"], tmp_path / f"ckpt{i}")
+        assert math.isfinite(best["weighted_f1"])
+        seen[i] = (tr.acc.mixed_precision, dtypes)
+    assert seen == {0: ("no", {torch.float32}), 1: ("bf16", {torch.bfloat16}), 2: ("no", {torch.float32})}
+
+
 # ------------------------------------------------------------------------------ FER coupling
 
 

@@ -37,7 +37,7 @@ from .metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PRESETS", "TrainConfig", "Trainer", "apply_preset"]
+__all__ = ["PRESETS", "TrainConfig", "Trainer", "apply_preset", "make_accelerator"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # not "no": YAML writers (dvc exp run -S) turn it into false
 AUX_SCHEDULES = ("interleave", "epoch_pass")
@@ -181,6 +181,31 @@ def _cycle(loader) -> Iterator:
         yield from loader
 
 
+def make_accelerator(precision: str, cpu: bool = False):
+    """An ``accelerate.Accelerator`` for ``train.precision`` / ``train.cpu``.
+
+    Accelerate keeps ONE state per process and refuses a second Accelerator with another precision
+    ("AcceleratorState has already been initialized"): a bf16 Trainer after an fp32 one in the same
+    Python process (a notebook, a sweep, the tests) would fail. Outside a distributed run the state
+    is reset so that every Trainer gets what its config asks; inside one it is a ConfigError (every
+    process of a run must use the same settings)."""
+    from accelerate import Accelerator, PartialState
+    from accelerate.state import AcceleratorState
+
+    mixed = "no" if precision == "fp32" else precision
+    try:
+        return Accelerator(mixed_precision=mixed, cpu=cpu)
+    except ValueError as e:
+        if "already been initialized" not in str(e):
+            raise
+        if PartialState().use_distributed:
+            raise ConfigError(f"train.precision {precision!r} / train.cpu {cpu} differ from what this distributed "
+                              "run was started with; all of its trainers must use the same") from e
+    log.debug("accelerate state reset for precision %s, cpu %s", precision, cpu)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision=mixed, cpu=cpu)
+
+
 class Trainer:
     """Fit / evaluate one MER model (optionally with its FER network)."""
 
@@ -188,12 +213,11 @@ class Trainer:
                  model_config: dict | None = None, fer_config: dict | None = None,
                  meta: dict | None = None, pad_id: int = 0,
                  on_log: Callable[[dict], None] | None = None) -> None:
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         self.cfg = cfg
         set_seed(cfg.seed)
-        self.acc = Accelerator(mixed_precision="no" if cfg.precision == "fp32" else cfg.precision, cpu=cfg.cpu)
+        self.acc = make_accelerator(cfg.precision, cfg.cpu)
         self.model, self.fer, self.fer_cfg, self.aux_data = model, fer, fer_cfg, aux_data
         self.model_config, self.fer_config = model_config or {}, fer_config
         self.meta, self.pad_id, self.on_log = dict(meta or {}), pad_id, on_log
