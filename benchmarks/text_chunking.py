@@ -11,7 +11,8 @@ before) and once through ``FacialMMT._encode_rows`` (rows sorted by length, cut 
 minimise padded tokens plus a per-call cost, each padded to its own longest row). Prints, over the
 whole train split, the padded tokens per real token of both, and over the timed batches the
 seconds per batch of both (alternating, after one warm-up batch each) and the largest difference of
-the valid positions' outputs.
+the valid positions' outputs. ``--bf16`` adds a third variant, the chunks under bf16 autocast
+(``train.precision: bf16``; on a CPU with AVX512-BF16 or AMX the matrix products run in bf16).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-tokens", type=int, default=512)
     ap.add_argument("--batches", type=int, default=12, help="timed batches")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--bf16", action="store_true", help="also time the chunks under bf16 autocast")
     args = ap.parse_args(argv)
     problem = missing_inputs(args.csv_dir, args.encoder)
     if problem:
@@ -87,22 +89,40 @@ def main(argv=None) -> int:
         (h[am] ** 2).mean().backward()
         return time.perf_counter() - t
 
+    def bf16_chunks(ids, am):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model._encode_rows(ids, am).float()
+
+    variants = {"one pass": one_pass, "chunks": model._encode_rows}
+    if args.bf16:
+        variants["chunks bf16"] = bf16_chunks
     timed = batches[: args.batches + 1]
-    secs = {"one pass": [], "chunks": []}
+    secs = {name: [] for name in variants}
     for k, b in enumerate(timed):
-        for name, fn in (("one pass", one_pass), ("chunks", model._encode_rows)):
+        for name, fn in variants.items():
             s = step(fn, b)
             if k:  # the first batch of each warms up
                 secs[name].append(s)
     model.eval()
-    with torch.no_grad():
-        diff = max(float((model._encode_rows(b["input_ids"], b["attention_mask"].bool())
-                          - one_pass(b["input_ids"], b["attention_mask"].bool()))[b["attention_mask"].bool()]
-                         .abs().max()) for b in timed[:3])
-    a, c = (sum(v) / len(v) for v in secs.values())
+
+    def largest_difference(fn):  # against the fp32 one pass, over the valid positions of 3 batches
+        with torch.no_grad():
+            return max(float((fn(b["input_ids"], b["attention_mask"].bool())
+                              - one_pass(b["input_ids"], b["attention_mask"].bool()))[b["attention_mask"].bool()]
+                             .abs().max()) for b in timed[:3])
+
+    mean = {name: sum(v) / len(v) for name, v in secs.items()}
+    a, c = mean["one pass"], mean["chunks"]
     print(f"encoder forward + backward per batch ({len(secs['chunks'])} batches, torch threads "
           f"{torch.get_num_threads()}): one pass {a:.2f} s, chunks {c:.2f} s ({a / c:.2f}x); "
-          f"largest output difference {diff:.1e}")
+          f"largest output difference {largest_difference(model._encode_rows):.1e}")
+    if args.bf16:
+        h = mean["chunks bf16"]
+        with torch.no_grad():
+            norm = float(one_pass(timed[0]["input_ids"], timed[0]["attention_mask"].bool()).norm(dim=-1).mean())
+        print(f"chunks under bf16 autocast {h:.2f} s per batch ({c / h:.2f}x the fp32 chunks, {a / h:.2f}x the fp32 "
+              f"one pass); largest output difference {largest_difference(bf16_chunks):.1e} (hidden states of "
+              f"norm ~{norm:.0f})")
     return 0
 
 
