@@ -240,8 +240,8 @@ class FacialMMT(nn.Module):
         lengths = am.sum(1)  # (B,)
         order = torch.argsort(lengths)  # shortest first
         right_padded = bool((am == (torch.arange(t, device=am.device)[None, :] < lengths[:, None])).all())
-        chunks = (length_chunks(lengths[order].tolist(), CHUNK_COST_TOKENS.get(input_ids.device.type, 2048))
-                  if b > 1 and right_padded else [(0, b)])
+        per_chunk = CHUNK_COST_TOKENS.get(input_ids.device.type, CHUNK_COST_TOKENS["cuda"])
+        chunks = length_chunks(lengths[order].tolist(), per_chunk) if b > 1 and right_padded else [(0, b)]
         if len(chunks) == 1:
             return self.text_encoder(input_ids=input_ids, attention_mask=am.long()).last_hidden_state
         parts = []
