@@ -18,7 +18,8 @@ benchmarks, not copies of them):
   parameters) unless ``--wav2vec2 DIR`` names a local save_pretrained folder: the speed is the same;
 * **training** utterances/s of a FacialMMT-sized model (24-layer 1024-wide RoBERTa-layout text
   encoder and 768-wide new layers, random weights; ``train_speed.run``: the real trainer) at batch 1
-  utterance (FacialMMT's own setting) vs the default dialogue batches (``train.batch_dialogues``).
+  utterance, 4 accumulated, unfused AdamW (FacialMMT's own setting) vs the default dialogue batches
+  (``train.batch_dialogues``).
 
 Peak GPU memory per row: ``torch.cuda.max_memory_allocated`` for the in-process rows; for stage 1
 (its workers are other processes) the device's used memory, polled every 0.1 s (CUDA contexts
@@ -195,12 +196,13 @@ def measure_train(args, cuda: bool) -> list[dict]:
     tok = train_speed.make_tokenizer()
     rows = []
     size = f"text {ns.text_layers}x{ns.text_hidden}, new layers {ns.hidden}"
-    for label, b, per_utt in (
-        ("batch 1 utterance (FacialMMT)", 1, True),
-        (f"batch {batch} dialogues (default)", batch, False),
+    facialmmt = {"accum": train_speed.FACIALMMT_ACCUM, "fused": False}  # its schedule and unfused AdamW
+    for label, b, per_utt, extra in (
+        (f"batch 1 utterance x {train_speed.FACIALMMT_ACCUM} accumulated (FacialMMT)", 1, True, facialmmt),
+        (f"batch {batch} dialogues (default)", batch, False, {}),
     ):
         _peak_reset(cuda)
-        r = train_speed.run(b, ns, tok, model_cfg, per_utterance=per_utt)
+        r = train_speed.run(b, ns, tok, model_cfg, per_utterance=per_utt, **extra)
         rows.append({"what": f"training, {label}, {size}", "value": round(r["utt_s"], 1), "unit": "utterances/s",
                      "peak_gpu_gb": _peak_gb(cuda), "note": f"{r['ms_step']:.0f} ms/step, {ns.steps} timed steps, "
                      f"random weights, {ns.utterances} utt/dialogue"})

@@ -21,14 +21,18 @@ Each run trains one epoch of ``(warmup + steps) x batch`` dialogues; the ``on_lo
 ``--warmup`` first ones are timed (data loading + forward + backward + clip + AdamW + scheduler;
 the dev evaluation and checkpoint after the epoch are outside the window). Three runs:
 
-- ``facialmmt``: FacialMMT's own setting, batch 1 = ONE utterance per step with its whole dialogue
-  re-encoded for it (reference §4.1 / §8.2), through the same trainer (``OneUtterance``);
+- ``facialmmt``: FacialMMT's own setting (reference §4.1 / §8.2), through the same trainer
+  (``OneUtterance``): batch 1 = ONE utterance per forward with its whole dialogue re-encoded for
+  it, gradients accumulated over ``--facialmmt-accum`` (4) utterances per optimizer step, and
+  AdamW without the fused kernel (``--facialmmt-optimizer unfused``: on the CPU torch then updates
+  one tensor at a time, as FacialMMT's ``transformers.AdamW`` does; on a GPU it uses its
+  multi-tensor kernel; ``fused`` gives FacialMMT the project's fused kernel);
 - ``dialogue``: one dialogue per step, encoded once, all its utterances classified;
 - ``batched``: ``--batch-dialogues`` dialogues per step (the default batch: ``train.batch_dialogues``
   of params.yaml).
 
-Prints utterances/s and ms per step for each and the speedup of the default batch over FacialMMT's
-batch 1 (goal >= 5x). On a CPU a step is compute-bound: batching more dialogues adds little (~1x
+Prints utterances/s and ms per optimizer step for each and the speedup of the default batch over
+FacialMMT's batch 1 (goal >= 5x). On a CPU a step is compute-bound: batching more dialogues adds little (~1x
 over one dialogue); the gain is the dialogue encoded once instead of once per utterance, plus the
 per-step costs (AdamW over every parameter, clipping, Python) paid once per step instead of once
 per utterance. On a GPU (``--cuda``) a small step is kernel-launch bound and batching adds more.
@@ -50,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 WORDS = [f"w{i}" for i in range(2000)]
+FACIALMMT_ACCUM = 4  # reference §4.1 (b): batch 1 utterance, gradients accumulated over 4
 
 
 def make_tokenizer():
@@ -127,7 +132,7 @@ def model_config(args):
                        max_audio_len=int(args.audio_len * 1.5) + 1, max_visual_len=int(args.visual_len * 1.5) + 1)
 
 
-def run(batch: int, args, tok, model_cfg, per_utterance: bool = False) -> dict:
+def run(batch: int, args, tok, model_cfg, per_utterance: bool = False, accum: int = 1, fused: bool = True) -> dict:
     import pandas as pd
     import torch
 
@@ -145,10 +150,12 @@ def run(batch: int, args, tok, model_cfg, per_utterance: bool = False) -> dict:
     dtok = DialogueTokenizer(tok, max_tokens=512)
     data = {s: MELDDialogues(table, s, tokenizer=dtok, audio=audio, visual=visual) for s in ("train", "dev")}
     if per_utterance:  # FacialMMT: batch = `batch` utterances, each with its own dialogue encoding
-        data["train"] = OneUtterance(data["train"], n_steps * batch)
-    per_step = batch if per_utterance else batch * args.utterances
-    cfg = TrainConfig(epochs=1, batch_dialogues=batch, max_utterances=per_step, lr=1e-4,
-                      lr_encoder=1e-5, seed=1, log_every=1, cpu=not args.cuda, max_tokens=512, patience=1)
+        data["train"] = OneUtterance(data["train"], n_steps * batch * accum)
+    per_batch = batch if per_utterance else batch * args.utterances
+    per_step = per_batch * accum  # utterances per optimizer step
+    cfg = TrainConfig(epochs=1, batch_dialogues=batch, max_utterances=per_batch, grad_accum=accum, lr=1e-4,
+                      lr_encoder=1e-5, seed=1, log_every=1, cpu=not args.cuda, max_tokens=512, patience=1,
+                      fused_adamw=fused)
     torch.manual_seed(0)
     model = create_model(model_cfg)
     stamps: list[tuple[int, float]] = []
@@ -188,6 +195,12 @@ def main(argv=None) -> int:
     ap.add_argument("--text-layers", type=int, default=24, help="text encoder layers (RoBERTa-large 24)")
     ap.add_argument("--vocab", type=int, default=50265, help="text encoder vocabulary (RoBERTa: 50265)")
     ap.add_argument("--cuda", action="store_true", help="train on the GPU (default: CPU)")
+    ap.add_argument("--facialmmt-accum", type=int, default=FACIALMMT_ACCUM,
+                    help="FacialMMT's gradient accumulation: utterances per optimizer step at batch 1")
+    ap.add_argument("--facialmmt-optimizer", choices=("unfused", "fused"), default="unfused",
+                    help="AdamW of the FacialMMT run: unfused (on the CPU one tensor at a time, as FacialMMT's "
+                         "transformers.AdamW) or the project's fused kernel (the figures recorded before "
+                         "2026-12-06 ran FacialMMT with fused and no accumulation)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     for name in ("stage2_mer", "accelerate", "transformers"):
@@ -211,12 +224,14 @@ def main(argv=None) -> int:
     print(f"path: MELDDialogues -> DialogueBatchSampler -> collate -> Trainer.fit (AdamW, clip, schedule); "
           f"{args.warmup} warm-up + {args.steps} timed optimizer steps per batch size")
     results = {}
-    runs = [("facialmmt", 1, True), ("dialogue", 1, False), ("batched", args.batch_dialogues, False)]
-    for key, b, per_utt in runs:
+    fmmt = {"accum": args.facialmmt_accum, "fused": args.facialmmt_optimizer == "fused"}
+    runs = [("facialmmt", 1, True, fmmt), ("dialogue", 1, False, {}), ("batched", args.batch_dialogues, False, {})]
+    for key, b, per_utt, extra in runs:
         t = time.perf_counter()
-        r = run(b, args, tok, model_cfg, per_utterance=per_utt)
+        r = run(b, args, tok, model_cfg, per_utterance=per_utt, **extra)
         results[key] = r
-        what = (f"batch {b} utterance (FacialMMT: its dialogue re-encoded per utterance)" if per_utt
+        what = (f"batch {b} utterance x {args.facialmmt_accum} accumulated, {args.facialmmt_optimizer} AdamW "
+                f"(FacialMMT)" if per_utt
                 else f"batch {b} dialogue(s) ({b * args.utterances} utt/step, each dialogue encoded once)")
         print(f"{what:<72} {r['utt_s']:8.1f} utt/s, {r['ms_step']:8.1f} ms/step  "
               f"({r['utts']} utterances in {r['secs']:.1f} s; run {time.perf_counter() - t:.0f} s)", flush=True)

@@ -555,6 +555,22 @@ def test_precision_may_change_between_trainers_of_one_process(data, tmp_path):
     assert seen == {0: ("no", {torch.float32}), 1: ("bf16", {torch.bfloat16}), 2: ("no", {torch.float32})}
 
 
+def test_precision_change_inside_a_distributed_run_is_a_config_error(monkeypatch):
+    """Inside a distributed run the process-wide Accelerate state is shared by every process: a
+    trainer asking for another precision must fail with a ConfigError naming the settings, not
+    reset the state under the other processes (nor surface Accelerate's bare ValueError)."""
+    from accelerate import PartialState
+
+    from stage2_mer.train.loop import make_accelerator
+
+    assert make_accelerator("fp32", cpu=True).mixed_precision == "no"
+    monkeypatch.setattr(PartialState, "use_distributed", property(lambda self: True))
+    with pytest.raises(ConfigError, match=r"train.precision 'bf16'.*distributed"):
+        make_accelerator("bf16", cpu=True)
+    monkeypatch.undo()
+    assert make_accelerator("bf16", cpu=True).mixed_precision == "bf16"  # outside one: reset, as before
+
+
 # ------------------------------------------------------------------------------ FER coupling
 
 
