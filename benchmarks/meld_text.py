@@ -147,6 +147,7 @@ def main(argv=None) -> int:
     from stage1_face_extraction.common.labels import EMOTIONS
     from stage1_face_extraction.meld import DataConfig, build_utterance_table
     from stage2_mer.data import DialogueTokenizer, MELDDialogues
+    from stage2_mer.data.assemble import input_record
     from stage2_mer.model import ModelConfig, create_model
     from stage2_mer.train import TrainConfig, Trainer, classification_metrics
 
@@ -184,7 +185,9 @@ def main(argv=None) -> int:
         out = (args.out / f"seed-{seed}" if args.out and len(seeds) > 1 else args.out) or Path(
             tempfile.mkdtemp(prefix="meld_text_"))
         curve = []  # the dev weighted F1 of every evaluation
+        # checkpoint.json records the text settings (``inputs``), so meld_text_ensemble.py can rebuild its rows
         trainer = Trainer(model, tcfg, model_config=cfg.to_dict(), pad_id=dtok.pad,
+                          meta={"inputs": input_record(None, cfg, tcfg, data["train"])},
                           on_log=lambda r: curve.append(round(r["dev_weighted_f1"], 2)) if "dev_weighted_f1" in r
                           else None)
         best = trainer.fit(data["train"], data["dev"], out)
