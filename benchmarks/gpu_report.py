@@ -196,9 +196,9 @@ def measure_train(args, cuda: bool) -> list[dict]:
     tok = train_speed.make_tokenizer()
     rows = []
     size = f"text {ns.text_layers}x{ns.text_hidden}, new layers {ns.hidden}"
-    facialmmt = {"accum": train_speed.FACIALMMT_ACCUM, "fused": False}  # its schedule and unfused AdamW
+    facialmmt = train_speed.FACIALMMT_RUN  # its accumulation and unfused AdamW
     for label, b, per_utt, extra in (
-        (f"batch 1 utterance x {train_speed.FACIALMMT_ACCUM} accumulated (FacialMMT)", 1, True, facialmmt),
+        (f"batch 1 utterance x {facialmmt['accum']} accumulated (FacialMMT)", 1, True, facialmmt),
         (f"batch {batch} dialogues (default)", batch, False, {}),
     ):
         _peak_reset(cuda)

@@ -38,22 +38,18 @@ def member_probs(folder: Path, table, threads: int) -> dict:
     from transformers import AutoTokenizer
 
     from stage2_mer.data import DialogueTokenizer, MELDDialogues
-    from stage2_mer.model import ModelConfig, create_model
-    from stage2_mer.train import TrainConfig, Trainer
-    from stage2_mer.train.checkpoint import CHECKPOINT_JSON, checkpoint_data_settings, load_state
+    from stage2_mer.train import TrainConfig, Trainer, load_models
+    from stage2_mer.train.checkpoint import checkpoint_data_settings
 
-    info = json.loads((folder / CHECKPOINT_JSON).read_text())
+    torch.set_num_threads(threads)
+    model, cfg, _, _, info = load_models(folder)  # the architecture from checkpoint.json, its weights
     if not (info.get("inputs") or {}).get("text"):
-        raise SystemExit(f"{folder / CHECKPOINT_JSON} does not record its text settings (inputs.text): "
+        raise SystemExit(f"{folder}/checkpoint.json does not record its text settings (inputs.text): "
                          "train the member with this version of meld_text.py")
-    cfg = ModelConfig(**info["model"])
     tcfg = dataclasses.replace(TrainConfig(aux_ratio=0.0), **checkpoint_data_settings(info))  # fp32 inference
     tok = AutoTokenizer.from_pretrained(cfg.text_encoder, local_files_only=True)
     dtok = DialogueTokenizer(tok, max_tokens=tcfg.max_tokens, speaker_names=tcfg.speaker_names,
                              context=tcfg.text_context)
-    torch.set_num_threads(threads)
-    model = create_model(cfg)
-    load_state(model, folder / "model.safetensors")
     trainer = Trainer(model, tcfg, model_config=cfg.to_dict(), pad_id=dtok.pad)
     out = {}
     for split in ("dev", "test"):
