@@ -14,7 +14,10 @@ Why (issue 19, item 8): members that read the dialogue differently make differen
 Averaging models of the SAME layout (``past:3``, three seeds) gained ~0.3 over their mean; the
 whole-dialogue, ``past:3`` and ``past:0`` models of one seed gain 1.1-1.5: test 62.44 / 62.67 /
 62.66 on seeds 1111 / 2222 / 3333, 62.59 +- 0.11 (the three layouts were chosen on seed 1111's
-figures; seeds 2222 and 3333 ran after that; the commands are in ``meld_text.py``).
+figures; seeds 2222 and 3333 ran after that; the commands are in ``meld_text.py``). Members may
+use different encoders: an all-mpnet-base-v2 model of the utterance alone with the whole-dialogue
+and the no-names utterance MiniLM models gives 63.20 / 62.80 / 62.81, 62.94 +- 0.19 (chosen on
+seed 1111's dev).
 """
 
 from __future__ import annotations
