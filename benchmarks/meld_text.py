@@ -188,7 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-fused", action="store_true", help="torch's per-tensor AdamW instead of the fused kernel")
     ap.add_argument("--patience", type=int, default=2, help="epochs without a better dev weighted F1 before stopping")
     ap.add_argument("--limit-dialogues", type=int, help="train on the first N dialogues only (smoke runs)")
-    ap.add_argument("--out", type=Path, help="checkpoint folder (default: a temp folder)")
+    ap.add_argument("--out", type=Path, help="checkpoint folder (default: a temp folder); it also gets the best "
+                                             "checkpoint's dev and test probabilities, predictions.parquet")
     ap.add_argument("--json", type=Path, help="also write the test metrics here")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -211,6 +212,9 @@ def main(argv=None) -> int:
     from stage2_mer.data.assemble import input_record
     from stage2_mer.model import ModelConfig, create_model
     from stage2_mer.train import TrainConfig, Trainer, classification_metrics
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from meld_text_ensemble import write_predictions
 
     t0 = time.perf_counter()
     logging.getLogger("stage1_face_extraction.meld").setLevel(logging.ERROR)  # text only: no clips expected
@@ -255,6 +259,8 @@ def main(argv=None) -> int:
         load_state(trainer.acc.unwrap_model(trainer.model), out / "model.safetensors")
         pred = trainer.predict(data["test"])
         m = classification_metrics(pred["labels"], pred["predictions"])
+        if args.out:  # the best checkpoint's probabilities, so meld_text_ensemble.py need not run it again
+            write_predictions(out, {"dev": trainer.predict(data["dev"]), "test": pred})
         wall = time.perf_counter() - t1 + (t1 - t0 if not runs else 0.0)  # the first run also pays the setup
         print(f"seed {seed}: dev weighted F1 by evaluation {curve}")
         print(f"seed {seed}: best dev weighted F1 {best['weighted_f1']:.2f} (epoch {best['epoch']})")

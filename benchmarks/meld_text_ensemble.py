@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -34,8 +35,77 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+PREDICTIONS = "predictions.parquet"  # what meld_text.py --out saves beside the checkpoint
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_predictions(folder: Path, preds: dict) -> Path:
+    """Save ``{split: Trainer.predict(...) result}`` as ``folder/predictions.parquet``.
+
+    One row per utterance: ``split``, ``utt_id``, ``label`` and ``p_<emotion>`` (float32, the 7
+    class probabilities in :data:`EMOTIONS` order); the schema metadata holds the sha256 of the
+    ``model.safetensors`` they came from, so a checkpoint trained again is never paired with
+    another model's predictions."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from stage1_face_extraction.common.labels import EMOTIONS
+
+    cols: dict = {"split": [], "utt_id": [], "label": []}
+    probs = []
+    for split, pred in preds.items():
+        p = np.asarray(pred["probs"], dtype=np.float32)  # (U, 7)
+        if p.shape != (len(pred["utt_ids"]), len(EMOTIONS)):
+            raise ValueError(f"{split}: probs {p.shape} for {len(pred['utt_ids'])} utterances")
+        cols["split"] += [split] * len(p)
+        cols["utt_id"] += [str(u) for u in pred["utt_ids"]]
+        cols["label"] += [int(y) for y in pred["labels"]]
+        probs.append(p)
+    p = np.concatenate(probs, 0)
+    cols.update({f"p_{e}": p[:, k] for k, e in enumerate(EMOTIONS)})
+    table = pa.table(cols).replace_schema_metadata({"model_sha256": _sha256(folder / "model.safetensors")})
+    pq.write_table(table, folder / PREDICTIONS)
+    return folder / PREDICTIONS
+
+
+def read_predictions(folder: Path) -> dict | None:
+    """``{split: (utt_ids, labels, probs (U, 7))}`` from ``folder/predictions.parquet``, or None
+    when there is none; a file written for other weights than ``model.safetensors`` is an error."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from stage1_face_extraction.common.labels import EMOTIONS
+
+    path = folder / PREDICTIONS
+    if not path.is_file():
+        return None
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    if meta.get(b"model_sha256", b"").decode() != _sha256(folder / "model.safetensors"):
+        raise SystemExit(f"{path} was written for other weights than {folder / 'model.safetensors'}: delete it "
+                         "(the member is then run again) or pass --rerun")
+    df = table.to_pandas()
+    out = {}
+    for split in ("dev", "test"):
+        rows = df[df["split"] == split]
+        if rows.empty:
+            raise SystemExit(f"{path} has no {split} rows")
+        probs = rows[[f"p_{e}" for e in EMOTIONS]].to_numpy(np.float64)
+        out[split] = (rows["utt_id"].tolist(), rows["label"].to_numpy(np.int64), probs)
+    return out
+
+
 def member_probs(folder: Path, table, threads: int) -> dict:
-    """``{split: (utt_ids, labels, probs (U, 7))}`` on dev and test for one checkpoint folder."""
+    """``{split: (utt_ids, labels, probs (U, 7))}`` on dev and test for one checkpoint folder, by
+    running the checkpoint (fp32) on both splits."""
     import numpy as np
     import torch
     from transformers import AutoTokenizer
@@ -63,9 +133,13 @@ def member_probs(folder: Path, table, threads: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--csv-dir", type=Path, required=True, help="folder of {train,dev,test}_sent_emo.csv")
+    ap.add_argument("--csv-dir", type=Path,
+                    help="folder of {train,dev,test}_sent_emo.csv (needed when a member is run)")
     ap.add_argument("--members", type=Path, nargs="+", required=True, help="checkpoint folders (meld_text.py --out)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--rerun", action="store_true",
+                    help="run every member on dev and test (fp32) even where its folder holds the "
+                         f"{PREDICTIONS} that meld_text.py saved (its own best checkpoint's, in its precision)")
     ap.add_argument("--json", type=Path, help="also write the metrics here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -73,18 +147,25 @@ def main(argv=None) -> int:
         if not ((folder / "model.safetensors").is_file() and (folder / "checkpoint.json").is_file()):
             print(f"{folder}: not a checkpoint folder (model.safetensors + checkpoint.json)", file=sys.stderr)
             return 2
-    if not (args.csv_dir / "train_sent_emo.csv").is_file():
-        print(f"no MELD CSVs in {args.csv_dir}", file=sys.stderr)
-        return 2
     import numpy as np
 
     from stage1_face_extraction.meld import DataConfig, build_utterance_table
     from stage2_mer.train import classification_metrics
 
     t0 = time.perf_counter()
-    logging.getLogger("stage1_face_extraction.meld").setLevel(logging.ERROR)  # text only: no clips expected
-    table = build_utterance_table(DataConfig(meld_root=str(args.csv_dir), csv_dir=str(args.csv_dir)))
-    runs = {str(f): member_probs(f, table, args.threads) for f in args.members}
+    saved = {f: None if args.rerun else read_predictions(f) for f in args.members}
+    table = None  # the utterance table, built only when a member has to be run
+    if any(v is None for v in saved.values()):
+        if not (args.csv_dir and (args.csv_dir / "train_sent_emo.csv").is_file()):
+            print(f"no MELD CSVs in {args.csv_dir} (--csv-dir), needed to run the members without a saved "
+                  f"{PREDICTIONS}", file=sys.stderr)
+            return 2
+        logging.getLogger("stage1_face_extraction.meld").setLevel(logging.ERROR)  # text only: no clips expected
+        table = build_utterance_table(DataConfig(meld_root=str(args.csv_dir), csv_dir=str(args.csv_dir)))
+    runs = {}
+    for f in args.members:
+        print(f"{f}: {'saved ' + PREDICTIONS if saved[f] else 'running the checkpoint on dev and test'}", flush=True)
+        runs[str(f)] = saved[f] or member_probs(f, table, args.threads)
     res: dict = {"members": {}, "ensemble": {}}
     for split in ("dev", "test"):
         ref_ids, ref_labels, _ = next(iter(runs.values()))[split]
