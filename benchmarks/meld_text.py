@@ -220,10 +220,12 @@ def main(argv=None) -> int:
     logging.getLogger("stage1_face_extraction.meld").setLevel(logging.ERROR)  # text only: no clips expected
     table = build_utterance_table(DataConfig(meld_root=str(args.csv_dir), csv_dir=str(args.csv_dir)))
     tok = AutoTokenizer.from_pretrained(args.encoder, local_files_only=True)
-    max_pos = int(
-        getattr(AutoConfig.from_pretrained(args.encoder, local_files_only=True), "max_position_embeddings", 512)
-    )
-    dtok = DialogueTokenizer(tok, max_tokens=min(args.max_tokens, max_pos), speaker_names=not args.no_speaker_names,
+    enc_cfg = AutoConfig.from_pretrained(args.encoder, local_files_only=True)
+    max_pos = int(getattr(enc_cfg, "max_position_embeddings", 512))
+    if enc_cfg.model_type in ("roberta", "xlm-roberta", "camembert", "mpnet"):  # positions start after the pad id
+        max_pos -= int(enc_cfg.pad_token_id) + 1
+    max_tokens = min(args.max_tokens, max_pos)  # also recorded in checkpoint.json, for meld_text_ensemble.py
+    dtok = DialogueTokenizer(tok, max_tokens=max_tokens, speaker_names=not args.no_speaker_names,
                              context=args.context)
     if args.limit_dialogues:
         keep = table[(table["split"] != "train") | (table["dialogue_id"] < args.limit_dialogues)]
@@ -242,7 +244,7 @@ def main(argv=None) -> int:
         model = create_model(cfg)
         tcfg = TrainConfig(epochs=args.epochs, batch_dialogues=args.batch_dialogues,
                            max_utterances=args.max_utterances, lr_encoder=args.lr_encoder, lr=args.lr,
-                           warmup=args.warmup, seed=seed, max_tokens=args.max_tokens,
+                           warmup=args.warmup, seed=seed, max_tokens=max_tokens,
                            speaker_names=not args.no_speaker_names, text_context=args.context,
                            patience=args.patience, eval_every=args.eval_every, ema=args.ema,
                            fused_adamw=not args.no_fused, precision=args.precision,
