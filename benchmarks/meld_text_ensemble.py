@@ -10,14 +10,23 @@ the dev and test utterances with its own layout. The ensemble's prediction is th
 members' MEAN probability, equal weights: nothing is fitted, on dev or on test. Prints dev and test
 weighted F1 (and macro F1, accuracy) of every member and of the ensemble; ``--json`` writes them.
 
+A member folder that ``meld_text.py --out`` wrote also holds ``predictions.parquet``: the best
+checkpoint's dev and test probabilities as training scored them (in its precision, bf16 or fp32),
+tied to its ``model.safetensors`` by sha256. Those are read instead of running the member, so the
+ensemble takes seconds (1.8 min on 2 threads for the mpnet ensemble's three members run again) and
+every member's figures are its own run's; ``--rerun`` runs every member again in fp32 (a bf16
+member's scores then move by up to ~0.15), and ``--csv-dir`` is needed only then or for a folder
+without the file.
+
 Why (issue 19, item 8): members that read the dialogue differently make different mistakes.
 Averaging models of the SAME layout (``past:3``, three seeds) gained ~0.3 over their mean; the
 whole-dialogue, ``past:3`` and ``past:0`` models of one seed gain 1.1-1.5: test 62.44 / 62.67 /
 62.66 on seeds 1111 / 2222 / 3333, 62.59 +- 0.11 (the three layouts were chosen on seed 1111's
 figures; seeds 2222 and 3333 ran after that; the commands are in ``meld_text.py``). Members may
 use different encoders: an all-mpnet-base-v2 model of the utterance alone with the whole-dialogue
-and the no-names utterance MiniLM models gives 63.20 / 62.80 / 62.81, 62.94 +- 0.19 (chosen on
-seed 1111's dev).
+and the no-names utterance MiniLM models gives 63.20 / 62.80 / 62.81, 62.94 +- 0.19 with the
+members re-run in fp32, 63.30 / 62.81 / 62.86, 62.99 +- 0.22 from their saved bf16 predictions
+(chosen on seed 1111's dev; ``meld_text_best.py`` runs it for one seed in 54 minutes).
 """
 
 from __future__ import annotations
